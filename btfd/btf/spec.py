@@ -1,0 +1,686 @@
+"""A parsed BTF blob: zero-copy, lazily decoded.
+
+Opening a :class:`Spec` validates the header and makes one pass over the type section that
+keeps the offset of every ``CHECKPOINT``-th type (an ``array('I')``: 4 bytes per 16 types).
+Everything else is read from the caller's buffer on demand:
+
+- ``type(id)`` walks at most ``CHECKPOINT - 1`` records from the nearest checkpoint and
+  decodes one record into a frozen dataclass (nothing is cached: decoding is cheap and a cache
+  would grow with every distinct id asked for);
+- the name index is built on the first lookup by name. It is a hash of each named type's
+  *essential* name (``foo___v2`` -> ``foo``) into a power-of-two bucket directory, with the
+  type offsets counting-sorted by bucket: two ``array('I')``, about 4.9 bytes per named type
+  and no Python object per type. The same index answers exact-name lookups and CO-RE
+  candidate searches. When the blob is already sorted by name (anonymous types first, then
+  by name: newer kernels' vmlinux), no index is built and lookups binary-search the ids.
+
+Split BTF (module BTF over vmlinux) continues the base's type ids and string offsets.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterator
+from typing import Any
+
+from . import types as T
+from .errors import BTFCycleError, BTFFormatError, BTFNotFoundError, BTFUnsupportedError
+from .header import BUILTIN_LAYOUT, Header, parse_header
+from .kinds import Kind
+
+__all__ = ["Spec", "essential_name", "CHECKPOINT", "MAX_RESOLVE_DEPTH"]
+
+#: One offset is kept every CHECKPOINT types (a power of two).
+CHECKPOINT = 16
+_CK_SHIFT = 4
+#: Mirrors libbpf's MAX_RESOLVE_DEPTH (btf.c): deeper chains are treated as cycles.
+MAX_RESOLVE_DEPTH = 32
+#: Mirrors the kernel's BTF_MAX_TYPE.
+BTF_MAX_TYPE = 0x000FFFFF
+
+_MODIFIERS = frozenset({Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG})
+_MODS_AND_TYPEDEF = _MODIFIERS | {Kind.TYPEDEF}
+# Names of 'long' integers libbpf uses to guess the pointer size (determine_ptr_size).
+_LONG_NAMES = frozenset(
+    {b"long", b"long int", b"int long", b"unsigned long", b"long unsigned",
+     b"unsigned long int", b"unsigned int long", b"long unsigned int",
+     b"long int unsigned", b"int unsigned long", b"int long unsigned"}
+)
+
+
+def _essential(name: bytes) -> bytes:
+    # libbpf bpf_core_essential_name_len(): cut at the last "X___Y" where X and Y are not '_'.
+    if b"___" not in name:
+        return name
+    for i in range(len(name) - 5, -1, -1):
+        if (
+            name[i] != 0x5F
+            and name[i + 1 : i + 4] == b"___"
+            and name[i + 4] != 0x5F
+        ):
+            return name[: i + 1]
+    return name
+
+
+def essential_name(name: str) -> str:
+    """The CO-RE essential name: ``task_struct___old`` -> ``task_struct``; ``a____b`` stays."""
+    return _essential(name.encode()).decode()
+
+
+def _as_buffer(data: Any) -> Any:
+    """Something with ``find`` and slicing (bytes, bytearray, mmap); memoryviews are unwrapped
+    when they span their whole object, else copied (the only copy this module makes)."""
+    if isinstance(data, memoryview):
+        obj = data.obj
+        if hasattr(obj, "find") and data.nbytes == len(obj) and data.contiguous:  # type: ignore[arg-type]
+            return obj
+        return data.tobytes()
+    if not hasattr(data, "find"):
+        raise TypeError(f"BTF data must be bytes, bytearray, mmap or memoryview, not {type(data)}")
+    return data
+
+
+class Spec:
+    """One BTF blob (raw ``.BTF`` bytes), optionally split over ``base``.
+
+    ``data`` is borrowed, never copied: keep it alive (and unmodified) while the spec is used,
+    and call :meth:`close` before closing an mmap it came from.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        base: Spec | None = None,
+        start: int = 0,
+        length: int | None = None,
+        name: str = "",
+    ) -> None:
+        self._data = _as_buffer(data)
+        self.name = name
+        self.base: Spec | None = base
+        self.next_id: int = 0
+        self._str_base: int = 0
+        self.header: Header = parse_header(self._data, start, length)
+        h = self.header
+        self.byte_order = h.byte_order
+        pfx = h.struct_prefix
+        self._rec = struct.Struct(pfx + "III").unpack_from
+        self._u32 = struct.Struct(pfx + "I").unpack_from
+        self._i32 = struct.Struct(pfx + "i").unpack_from
+        self._u32pair = struct.Struct(pfx + "II").unpack_from
+        self._ts, self._te = h.types_start, h.types_end
+        self._ss, self._se = h.strs_start, h.strs_end
+        layout = h.layout or BUILTIN_LAYOUT
+        self._vlen_mask = 0xFFFFFF if h.layout else 0xFFFF
+        # Record length in 4-byte words: fixed[kind] + vlen * elem[kind]. Unknown kinds get
+        # a fixed length past any section so the fast pass stops; the slow pass explains.
+        self._fixed = [1 << 40] * 128
+        self._elem = [0] * 128
+        for k, (info_sz, elem_sz) in enumerate(layout[:128]):
+            self._fixed[k] = 3 + info_sz // 4
+            self._elem[k] = elem_sz // 4
+        self._fixed[0] = 1 << 40  # BTF_KIND_UNKN never appears in the type section
+        if base is not None:
+            if base.byte_order != self.byte_order:
+                raise BTFFormatError("split BTF and its base have different byte orders")
+            self.start_id = base.next_id
+            self._str_base = base._str_base + (base._se - base._ss)
+        else:
+            self.start_id = 1
+            self._str_base = 0
+        if (self._se - self._ss) and self._data[self._ss] != 0 and base is None:
+            raise BTFFormatError("string section does not start with an empty string", offset=self._ss)
+        self._ckpt, self.count = self._offset_pass()
+        self.next_id = self.start_id + self.count
+        if self.next_id - 1 > BTF_MAX_TYPE:
+            raise BTFFormatError(f"{self.next_id - 1} types exceed BTF_MAX_TYPE")
+        # Name index: built on first use.
+        self._nx_dir: array[int] | None = None
+        self._nx_ent: array[int] | None = None
+        self._nx_sorted_from: int | None = None  # first named id when the blob is name-sorted
+        self._nx_built = False
+        self._ptr_size: int | None = None
+
+    # ------------------------------------------------------------------ offsets
+
+    def _offset_pass(self) -> tuple[array[int], int]:
+        """One pass over the type section; returns (checkpoint word offsets, type count)."""
+        ts, te = self._ts, self._te
+        nwords = (te - ts) // 4
+        if self.byte_order == sys.byteorder:
+            words: Any = memoryview(self._data)[ts:te].cast("B").cast("I")
+        else:  # a byte-swapped copy for the pass only, dropped right after
+            words = array("I", bytes(self._data[ts:te]))
+            words.byteswap()
+        ck: array[int] = array("I")
+        fixed, elem, mask = self._fixed, self._elem, self._vlen_mask
+        i = 0
+        cnt = 0
+        try:
+            while i < nwords:
+                if not cnt & (CHECKPOINT - 1):
+                    ck.append(i)
+                info = words[i + 1]
+                k = (info >> 24) & 0x7F
+                i += fixed[k] + (info & mask) * elem[k]
+                cnt += 1
+        except IndexError:
+            i = nwords + 1
+        finally:
+            if isinstance(words, memoryview):
+                words.release()
+        if i != nwords:
+            self._explain_bad_types()
+        return ck, cnt
+
+    def _explain_bad_types(self) -> None:
+        """Slow re-walk that names the first bad record; always raises."""
+        o = self._ts
+        tid = self.start_id
+        while o < self._te:
+            if o + 12 > self._te:
+                raise BTFFormatError(f"type [{tid}] record truncated", offset=o)
+            _, info, _ = self._rec(self._data, o)
+            k = (info >> 24) & 0x7F
+            if self._fixed[k] >= 1 << 40:
+                if k < len(Kind) and k:
+                    raise BTFFormatError(f"type [{tid}] has invalid kind {k}", offset=o)
+                raise BTFUnsupportedError(
+                    f"type [{tid}] has unknown kind {k} and the blob has no layout section",
+                    offset=o,
+                )
+            n = 4 * (self._fixed[k] + (info & self._vlen_mask) * self._elem[k])
+            if o + n > self._te:
+                raise BTFFormatError(
+                    f"type [{tid}] {Kind(k).name if k < len(Kind) else k} record of {n} bytes "
+                    f"runs past the type section",
+                    offset=o,
+                )
+            o += n
+            tid += 1
+        raise BTFFormatError("type section is inconsistent", offset=self._ts)
+
+    def _step(self, o: int) -> int:
+        info: int = self._u32(self._data, o + 4)[0]
+        k = (info >> 24) & 0x7F
+        return o + 4 * (self._fixed[k] + (info & self._vlen_mask) * self._elem[k])
+
+    def _offset(self, tid: int) -> int:
+        """Absolute byte offset of one of *this* spec's own types."""
+        rel = tid - self.start_id
+        o: int = self._ts + 4 * self._ckpt[rel >> _CK_SHIFT]
+        for _ in range(rel & (CHECKPOINT - 1)):
+            o = self._step(o)
+        return o
+
+    def _id_at(self, o: int) -> int:
+        """Type id of the record at absolute offset ``o`` (inverse of :meth:`_offset`)."""
+        w = (o - self._ts) // 4
+        c = bisect_right(self._ckpt, w) - 1
+        tid: int = self.start_id + (c << _CK_SHIFT)
+        p: int = self._ts + 4 * self._ckpt[c]
+        while p < o:
+            p = self._step(p)
+            tid += 1
+        return tid
+
+    def _locate(self, tid: int) -> tuple[Spec, int]:
+        """(owning spec, absolute offset) of a non-void type id."""
+        spec: Spec | None = self
+        while spec is not None:
+            if tid >= spec.start_id:
+                if tid >= spec.next_id or tid <= 0:
+                    break
+                return spec, spec._offset(tid)
+            spec = spec.base
+        raise BTFNotFoundError(f"no type with id {tid} (ids are 0..{self.next_id - 1})")
+
+    # ------------------------------------------------------------------ strings
+
+    def _str_bytes(self, off: int) -> bytes:
+        spec = self
+        while off < spec._str_base:
+            assert spec.base is not None
+            spec = spec.base
+        s = spec._ss + off - spec._str_base
+        if s >= spec._se:
+            raise BTFFormatError(f"string offset {off} is past the string section", offset=s)
+        e = spec._data.find(b"\0", s, spec._se)
+        if e < 0:
+            raise BTFFormatError(f"string at {off} is not NUL-terminated", offset=s)
+        return bytes(spec._data[s:e])
+
+    def string(self, off: int) -> str:
+        """The string at offset ``off`` of the (split) string section."""
+        return self._str_bytes(off).decode("utf-8", "backslashreplace")
+
+    # ------------------------------------------------------------------ basic accessors
+
+    @property
+    def size(self) -> int:
+        """Bytes of this blob (header and sections)."""
+        return self.header.end - self.header.start
+
+    @property
+    def data(self) -> Any:
+        """The borrowed buffer this spec reads."""
+        return self._data
+
+    def __len__(self) -> int:
+        """Number of type ids, void and base types included (``next_id``)."""
+        return self.next_id
+
+    def __contains__(self, tid: object) -> bool:
+        return isinstance(tid, int) and 0 <= tid < self.next_id
+
+    def raw(self, tid: int) -> tuple[int, int, int]:
+        """The wire ``(name_off, info, size_or_type)`` of a type."""
+        if tid == 0:
+            return (0, 0, 0)
+        spec, o = self._locate(tid)
+        rec: tuple[int, int, int] = spec._rec(spec._data, o)
+        return rec
+
+    def record_span(self, tid: int) -> tuple[Spec, int, int]:
+        """(owning spec, start, end): the absolute byte range of a type's wire record."""
+        spec, o = self._locate(tid)
+        return spec, o, spec._step(o)
+
+    def kind(self, tid: int) -> Kind:
+        if tid == 0:
+            return Kind.UNKN
+        k = (self.raw(tid)[1] >> 24) & 0x7F
+        try:
+            return Kind(k)
+        except ValueError:
+            raise BTFUnsupportedError(f"type [{tid}] has unknown kind {k}") from None
+
+    def type_name(self, tid: int) -> str:
+        """Name of a type ("" when anonymous or void)."""
+        if tid == 0:
+            return ""
+        return self.string(self.raw(tid)[0])
+
+    # ------------------------------------------------------------------ decoding
+
+    def type(self, tid: int) -> T.Type:
+        """Decode type ``tid`` (0 is :class:`~btfd.btf.types.Void`)."""
+        if tid == 0:
+            return T.Void(0, "")
+        spec, o = self._locate(tid)
+        return spec._decode(tid, o)
+
+    def __getitem__(self, tid: int) -> T.Type:
+        return self.type(tid)
+
+    def _decode(self, tid: int, o: int) -> T.Type:
+        data = self._data
+        name_off, info, st = self._rec(data, o)
+        name = self.string(name_off) if name_off else ""
+        k = (info >> 24) & 0x7F
+        vlen = info & self._vlen_mask
+        kflag = bool(info >> 31)
+        p = o + 12
+        if k == Kind.INT:
+            (enc,) = self._u32(data, p)
+            return T.Int(tid, name, st, (enc >> 24) & 0x0F, (enc >> 16) & 0xFF, enc & 0xFF)
+        if k == Kind.PTR:
+            return T.Ptr(tid, name, self._ref(st, o))
+        if k == Kind.ARRAY:
+            et, it, n = self._rec(data, p)
+            return T.Array(tid, name, self._ref(et, o), self._ref(it, o), n)
+        if k == Kind.STRUCT or k == Kind.UNION:
+            members = []
+            for _ in range(vlen):
+                mn, mt, moff = self._rec(data, p)
+                if kflag:
+                    bo, bs = moff & 0xFFFFFF, moff >> 24
+                else:
+                    bo, bs = moff, 0
+                members.append(T.Member(self.string(mn) if mn else "", self._ref(mt, p), bo, bs))
+                p += 12
+            cls = T.Struct if k == Kind.STRUCT else T.Union
+            return cls(tid, name, st, tuple(members))
+        if k == Kind.ENUM:
+            values = []
+            for _ in range(vlen):
+                vn, v = self._u32pair(data, p)
+                if kflag and v >= 1 << 31:
+                    pass
+                elif not kflag:
+                    pass
+                values.append(T.EnumValue(self.string(vn), v - (1 << 32) if kflag and v >= 1 << 31 else v))
+                p += 8
+            return T.Enum(tid, name, st, kflag, tuple(values), False)
+        if k == Kind.ENUM64:
+            values = []
+            for _ in range(vlen):
+                vn, lo, hi = self._rec(data, p)
+                v = (hi << 32) | lo
+                if kflag and v >= 1 << 63:
+                    v -= 1 << 64
+                values.append(T.EnumValue(self.string(vn), v))
+                p += 12
+            return T.Enum(tid, name, st, kflag, tuple(values), True)
+        if k == Kind.FWD:
+            return T.Fwd(tid, name, kflag)
+        if k == Kind.TYPEDEF:
+            return T.Typedef(tid, name, self._ref(st, o))
+        if k == Kind.VOLATILE:
+            return T.Volatile(tid, name, self._ref(st, o))
+        if k == Kind.CONST:
+            return T.Const(tid, name, self._ref(st, o))
+        if k == Kind.RESTRICT:
+            return T.Restrict(tid, name, self._ref(st, o))
+        if k == Kind.TYPE_TAG:
+            return T.TypeTag(tid, name, self._ref(st, o))
+        if k == Kind.FUNC:
+            return T.Func(tid, name, self._ref(st, o), vlen)
+        if k == Kind.FUNC_PROTO:
+            params = []
+            for _ in range(vlen):
+                pn, pt = self._u32pair(data, p)
+                params.append(T.Param(self.string(pn) if pn else "", self._ref(pt, p)))
+                p += 8
+            return T.FuncProto(tid, name, self._ref(st, o), tuple(params))
+        if k == Kind.VAR:
+            (linkage,) = self._u32(data, p)
+            return T.Var(tid, name, self._ref(st, o), linkage)
+        if k == Kind.DATASEC:
+            vs = []
+            for _ in range(vlen):
+                vt, voff, vsz = self._rec(data, p)
+                vs.append(T.VarSecinfo(self._ref(vt, p), voff, vsz))
+                p += 12
+            return T.Datasec(tid, name, st, tuple(vs))
+        if k == Kind.FLOAT:
+            return T.Float(tid, name, st)
+        if k == Kind.DECL_TAG:
+            (cidx,) = self._i32(data, p)
+            return T.DeclTag(tid, name, self._ref(st, o), cidx)
+        raise BTFUnsupportedError(f"type [{tid}] has kind {k}, which this code cannot decode", offset=o)
+
+    def _ref(self, ref: int, at: int) -> int:
+        if ref >= self.next_id:
+            raise BTFFormatError(
+                f"reference to type id {ref}, but the last id is {self.next_id - 1}", offset=at
+            )
+        return ref
+
+    def types(self, kind: Kind | None = None) -> Iterator[T.Type]:
+        """This spec's own types in id order (not the base's), optionally of one kind."""
+        o = self._ts
+        for tid in range(self.start_id, self.next_id):
+            if kind is None or (self._u32(self._data, o + 4)[0] >> 24) & 0x7F == kind:
+                yield self._decode(tid, o)
+            o = self._step(o)
+
+    def ids(self) -> range:
+        """This spec's own type ids."""
+        return range(self.start_id, self.next_id)
+
+    # ------------------------------------------------------------------ name index
+
+    def _build_name_index(self) -> None:
+        data, rec_u32, strs = self._data, self._u32, self._str_bytes
+        offs: array[int] = array("I")
+        hashes: list[int] = []
+        o, te = self._ts, self._te
+        sorted_ok = True
+        prev: bytes | None = None
+        first_named: int | None = None
+        tid = self.start_id
+        step = self._step
+        while o < te:
+            name_off = rec_u32(data, o)[0]
+            if name_off:
+                nm = strs(name_off)
+                if first_named is None:
+                    first_named = tid
+                if prev is not None and nm < prev:
+                    sorted_ok = False
+                prev = nm
+                offs.append((o - self._ts) // 4)
+                hashes.append(hash(_essential(nm)))
+            elif first_named is not None:
+                sorted_ok = False
+            o = step(o)
+            tid += 1
+        self._nx_built = True
+        if sorted_ok and first_named is not None and len(offs) > 1:
+            self._nx_sorted_from = first_named
+            return
+        n = len(offs)
+        nb = 1
+        while nb * 4 < n:
+            nb <<= 1
+        mask = nb - 1
+        counts = [0] * (nb + 1)
+        buckets = array("I", (h & mask for h in hashes))
+        del hashes
+        for b in buckets:
+            counts[b + 1] += 1
+        for b in range(nb):
+            counts[b + 1] += counts[b]
+        directory = array("I", counts)
+        ent = array("I", bytes(4 * n))
+        pos = counts
+        for b, w in zip(buckets, offs, strict=True):
+            ent[pos[b]] = w
+            pos[b] += 1
+        self._nx_dir, self._nx_ent = directory, ent
+
+    def _own_named(self, ess: bytes) -> Iterator[tuple[int, bytes, int]]:
+        """(absolute offset, full name, info) of own types whose essential name is ``ess``."""
+        if not self._nx_built:
+            self._build_name_index()
+        data = self._data
+        if self._nx_sorted_from is not None:
+            yield from self._sorted_named(ess)
+            return
+        d, ent = self._nx_dir, self._nx_ent
+        assert d is not None and ent is not None
+        b = hash(ess) & (len(d) - 2)
+        for i in range(d[b], d[b + 1]):
+            o = self._ts + 4 * ent[i]
+            name_off, info, _ = self._rec(data, o)
+            nm = self._str_bytes(name_off)
+            if nm == ess or (len(nm) > len(ess) and nm.startswith(ess) and _essential(nm) == ess):
+                yield o, nm, info
+
+    def _sorted_named(self, ess: bytes) -> Iterator[tuple[int, bytes, int]]:
+        lo_id = self._nx_sorted_from
+        assert lo_id is not None
+
+        def name_at(tid: int) -> bytes:
+            return self._str_bytes(self._rec(self._data, self._offset(tid))[0])
+
+        def lower_bound(key: bytes) -> int:
+            lo, hi = lo_id, self.next_id
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if name_at(mid) < key:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            return lo
+
+        # Exact essential name first, then flavors "ess___x" (a contiguous prefix range).
+        for key, flavored in ((ess, False), (ess + b"___", True)):
+            tid = lower_bound(key)
+            o = self._offset(tid) if tid < self.next_id else self._te
+            while tid < self.next_id:
+                name_off, info, _ = self._rec(self._data, o)
+                nm = self._str_bytes(name_off)
+                if not flavored and nm != ess:
+                    break
+                if flavored and not nm.startswith(key):
+                    break
+                if not flavored or _essential(nm) == ess:
+                    yield o, nm, info
+                o = self._step(o)
+                tid += 1
+
+    def find_ids(self, name: str, kind: Kind | None = None) -> list[int]:
+        """Ids of every type named exactly ``name`` (optionally of one kind), base first,
+        in id order."""
+        q = name.encode()
+        if not q:
+            return []
+        out = self.base.find_ids(name, kind) if self.base is not None else []
+        own = [
+            o for o, nm, info in self._own_named(_essential(q))
+            if nm == q and (kind is None or (info >> 24) & 0x7F == kind)
+        ]
+        out.extend(self._id_at(o) for o in sorted(own))
+        return out
+
+    def find(self, name: str, kind: Kind | None = None) -> list[T.Type]:
+        """Every type named ``name`` (optionally of one kind), decoded."""
+        return [self.type(t) for t in self.find_ids(name, kind)]
+
+    def find_one(self, name: str, kind: Kind | None = None) -> T.Type:
+        """The first type named ``name``; :class:`BTFNotFoundError` when there is none."""
+        ids = self.find_ids(name, kind)
+        if not ids:
+            what = f"{kind.name.lower()} " if kind is not None else ""
+            raise BTFNotFoundError(f"no {what}type named {name!r}")
+        return self.type(ids[0])
+
+    def find_essential(self, name: str, kinds: frozenset[Kind] | set[Kind] | None = None) -> list[int]:
+        """CO-RE candidate search: ids of types whose essential name equals ``name``'s
+        essential name, of one of ``kinds``; base first, in id order."""
+        ess = _essential(name.encode())
+        out = self.base.find_essential(name, kinds) if self.base is not None else []
+        own = [
+            o for o, _nm, info in self._own_named(ess)
+            if kinds is None or (info >> 24) & 0x7F in kinds
+        ]
+        out.extend(self._id_at(o) for o in sorted(own))
+        return out
+
+    def index_bytes(self) -> dict[str, int]:
+        """Bytes this spec's own indexes hold (``offsets`` and ``names``)."""
+        names = 0
+        if self._nx_dir is not None and self._nx_ent is not None:
+            names = self._nx_dir.buffer_info()[1] * 4 + self._nx_ent.buffer_info()[1] * 4
+        return {"offsets": self._ckpt.buffer_info()[1] * self._ckpt.itemsize, "names": names}
+
+    @property
+    def name_sorted(self) -> bool | None:
+        """True when the blob is name-sorted (known once the name index was asked for)."""
+        return None if not self._nx_built else self._nx_sorted_from is not None
+
+    # ------------------------------------------------------------------ semantics
+
+    def skip_mods(self, tid: int, *, typedefs: bool = True) -> int:
+        """Follow const/volatile/restrict/type_tag (and typedefs, unless told not to)."""
+        kinds = _MODS_AND_TYPEDEF if typedefs else _MODIFIERS
+        for _ in range(MAX_RESOLVE_DEPTH):
+            if tid == 0:
+                return 0
+            _, info, st = self.raw(tid)
+            if (info >> 24) & 0x7F not in kinds:
+                return tid
+            tid = self._ref(st, 0)
+        raise BTFCycleError(f"type chain from [{tid}] is longer than {MAX_RESOLVE_DEPTH} (a cycle?)")
+
+    def resolve(self, tid: int) -> T.Type:
+        """The type behind typedefs and modifiers."""
+        return self.type(self.skip_mods(tid))
+
+    @property
+    def ptr_size(self) -> int:
+        """Pointer size guessed like libbpf's determine_ptr_size(): the size of a 'long'."""
+        if self._ptr_size is None:
+            self._ptr_size = 8
+            spec: Spec | None = self
+            while spec is not None and spec.base is not None:
+                spec = spec.base
+            assert spec is not None
+            o = spec._ts
+            for _ in spec.ids():
+                name_off, info, sz = spec._rec(spec._data, o)
+                if (info >> 24) & 0x7F == Kind.INT and sz in (4, 8):
+                    if spec._str_bytes(name_off) in _LONG_NAMES:
+                        self._ptr_size = sz
+                        break
+                o = spec._step(o)
+        return self._ptr_size
+
+    def size_of(self, tid: int) -> int:
+        """Size in bytes, like libbpf's btf__resolve_size()."""
+        nelems = 1
+        for _ in range(MAX_RESOLVE_DEPTH):
+            if tid == 0:
+                raise BTFFormatError("void has no size")
+            _, info, st = self.raw(tid)
+            k = (info >> 24) & 0x7F
+            if k in (Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64,
+                     Kind.DATASEC, Kind.FLOAT):
+                size = st * nelems
+                if size > 0xFFFFFFFF:
+                    raise BTFFormatError(f"size of [{tid}] overflows 32 bits")
+                return size
+            if k == Kind.PTR:
+                return self.ptr_size * nelems
+            if k in (Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.VAR,
+                     Kind.DECL_TAG, Kind.TYPE_TAG):
+                tid = self._ref(st, 0)
+                continue
+            if k == Kind.ARRAY:
+                a = self.type(tid)
+                assert isinstance(a, T.Array)
+                nelems *= a.nelems
+                if nelems > 0xFFFFFFFF:
+                    raise BTFFormatError(f"array [{tid}] size overflows 32 bits")
+                tid = a.type
+                continue
+            raise BTFFormatError(f"type [{tid}] of kind {k} has no size")
+        raise BTFCycleError(f"size of [{tid}]: chain longer than {MAX_RESOLVE_DEPTH} (a cycle?)")
+
+    def align_of(self, tid: int, _depth: int = 0) -> int:
+        """Alignment in bytes, like libbpf's btf__align_of() (1 for packed composites)."""
+        if _depth > MAX_RESOLVE_DEPTH:
+            raise BTFCycleError(f"alignment of [{tid}]: nesting deeper than {MAX_RESOLVE_DEPTH}")
+        t = self.type(tid)
+        if isinstance(t, (T.Int, T.Enum, T.Float)):
+            return min(self.ptr_size, t.size) or 1
+        if isinstance(t, T.Ptr):
+            return self.ptr_size
+        if isinstance(t, (T.Typedef, T.Volatile, T.Const, T.Restrict, T.TypeTag, T.Array)):
+            return self.align_of(t.type, _depth + 1)
+        if isinstance(t, (T.Struct, T.Union)):
+            max_align = 1
+            for m in t.members:
+                a = self.align_of(m.type, _depth + 1)
+                max_align = max(max_align, a)
+                if m.bitfield_size == 0 and m.bit_offset % (8 * a):
+                    return 1
+            if t.size % max_align:
+                return 1
+            return max_align
+        raise BTFFormatError(f"type [{tid}] ({t.kind.name}) has no alignment")
+
+    # ------------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        """Drop the reference to the buffer (so an mmap can be closed). Idempotent."""
+        self._data = b""
+
+    def __enter__(self) -> Spec:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        split = f", split over {self.base.name or 'base'}" if self.base is not None else ""
+        return (
+            f"<Spec {self.name or '?'}: {self.count} types from [{self.start_id}], "
+            f"{self.size} bytes, {self.byte_order}-endian{split}>"
+        )

@@ -1,0 +1,140 @@
+"""btfctl: the operator's and agent author's command line for btfd.
+
+Argument parsing lives here and imports nothing heavy; each subcommand's code lives in its own
+module (``btfd.cli.cmd_<name>``) and is imported only when that subcommand runs, so
+``btfctl --help`` and ``btfctl lookup`` start fast.
+
+Exit codes: 0 ok, 1 not found (or a CO-RE relocation error), 2 usage, 3 daemon unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_NOT_FOUND", "EXIT_USAGE", "EXIT_UNREACHABLE"]
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+def default_socket() -> str:
+    """``$BTFD_SOCKET``, else ``/run/btfd/btfd.sock`` for root and
+    ``$XDG_RUNTIME_DIR/btfd.sock`` for others (what ``btfd`` itself defaults to)."""
+    env = os.environ.get("BTFD_SOCKET")
+    if env:
+        return env
+    if os.geteuid() != 0 and os.environ.get("XDG_RUNTIME_DIR"):
+        return os.path.join(os.environ["XDG_RUNTIME_DIR"], "btfd.sock")
+    return "/run/btfd/btfd.sock"
+
+
+_KINDS = (
+    "int ptr array struct union enum fwd typedef volatile const restrict func func_proto var "
+    "datasec float decl_tag type_tag enum64"
+).split()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="btfctl",
+        description="Query kernel BTF served by btfd, or read BTF files locally.",
+        epilog=(
+            "examples:\n"
+            "  btfctl lookup task_struct            C declaration, as bpftool prints it\n"
+            "  btfctl lookup --id 42 --format json  one type, structured\n"
+            "  btfctl list --kind struct --match 'bpf_*'\n"
+            "  btfctl dump --file vmlinux.btf --format raw   (no daemon needed)\n"
+            "  btfctl core prog.bpf.o --target vmlinux.btf --json\n"
+            "exit codes: 0 ok, 1 not found, 2 usage, 3 daemon unreachable"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--socket", default=None, help="btfd gRPC socket (default: $BTFD_SOCKET, "
+                   "else /run/btfd/btfd.sock, or $XDG_RUNTIME_DIR/btfd.sock when not root)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help)
+
+    s = add("lookup", "look a type up by name or id")
+    s.add_argument("name", nargs="?", help="type name (exact)")
+    s.add_argument("--id", type=int, help="type id instead of a name")
+    s.add_argument("--kind", choices=_KINDS, help="only types of this kind")
+    s.add_argument("--spec", default="vmlinux", help="spec to search (default vmlinux)")
+    s.add_argument("--format", choices=("c", "json", "tree"), default="c")
+    s.add_argument("--depth", type=int, default=0, help="also show referenced types, N levels")
+    s.add_argument("--file", help="read this BTF file locally instead of asking the daemon")
+    s.add_argument("--base", help="base BTF for a split --file")
+
+    s = add("list", "list types (JSON lines when not a terminal)")
+    s.add_argument("--kind", choices=_KINDS)
+    s.add_argument("--match", help="glob on the name (e.g. 'bpf_*')")
+    s.add_argument("--spec", default="vmlinux")
+    s.add_argument("--limit", type=int, default=0, help="at most N types (0: all)")
+
+    s = add("dump", "dump a whole spec as C or raw text (like bpftool btf dump)")
+    s.add_argument("--format", choices=("c", "raw", "json"), default="raw")
+    s.add_argument("--spec", default="vmlinux", help="spec on the daemon")
+    s.add_argument("--file", help="dump this BTF file locally (raw BTF or ELF with .BTF)")
+    s.add_argument("--base", help="base BTF for a split --file")
+
+    s = add("raw", "read a byte range of a spec's blob")
+    s.add_argument("--offset", type=int, required=True)
+    s.add_argument("--length", type=int, required=True)
+    s.add_argument("--spec", default="vmlinux")
+    s.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+    add("info", "daemon version, kernel and specs")
+    add("specs", "the specs the daemon serves, one a line")
+
+    s = add("fd", "receive a spec's fd over SCM_RIGHTS, map it and check it")
+    s.add_argument("--spec", default="vmlinux")
+    s.add_argument("--fd-socket", help="fd socket (default: the gRPC socket + '.fd')")
+
+    s = add("core", "CO-RE relocations of a BPF object against a target")
+    s.add_argument("object", help="BPF ELF object (clang -target bpf -g)")
+    s.add_argument("--target", help="target BTF file: work locally, no daemon")
+    s.add_argument("--base", help="base BTF when --target is split (module) BTF")
+    s.add_argument("--spec", default="vmlinux", help="spec on the daemon (without --target)")
+    s.add_argument("--all-specs", action="store_true", help="verdicts on every served spec")
+    s.add_argument("--json", action="store_true", help="one JSON object per relocation")
+
+    s = add("min-btf", "minimal BTF for a set of objects' CO-RE relocations")
+    s.add_argument("objects", nargs="+")
+    s.add_argument("--target", help="target BTF file: work locally")
+    s.add_argument("--base", help="base BTF when --target is split BTF")
+    s.add_argument("--spec", default="vmlinux")
+    s.add_argument("-o", "--output", required=True)
+
+    add("health", "exit 0 when btfd is serving (for probes)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.socket is None:
+        args.socket = default_socket()
+    mod = importlib.import_module(f"btfd.cli.cmd_{args.command.replace('-', '_')}")
+    try:
+        rc: int = mod.run(args)
+    except BrokenPipeError:
+        # Output piped into `head` and closed: not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Generated from proto/btfd/v1/btfd.proto."""
