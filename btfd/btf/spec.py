@@ -426,12 +426,22 @@ class Spec:
     # ------------------------------------------------------------------ name index
 
     def _build_name_index(self) -> None:
+        """One walk over the names: detect name-sorted blobs, else bucket every named type.
+
+        Transient memory is kept to two ``array('I')`` of one entry per named type (no list of
+        Python ints), so building the index leaves no freed-but-retained heap behind.
+        """
         data, rec_u32, strs = self._data, self._u32, self._str_bytes
+        nb = 1
+        while nb * 4 < self.count:
+            nb <<= 1
+        mask = nb - 1
         offs: array[int] = array("I")
-        hashes: list[int] = []
-        o, te = self._ts, self._te
+        buckets: array[int] = array("I")
+        counts: array[int] = array("I", bytes(4 * (nb + 1)))
+        o, te, ts = self._ts, self._te, self._ts
         sorted_ok = True
-        prev: bytes | None = None
+        prev = b""
         first_named: int | None = None
         tid = self.start_id
         step = self._step
@@ -441,11 +451,13 @@ class Spec:
                 nm = strs(name_off)
                 if first_named is None:
                     first_named = tid
-                if prev is not None and nm < prev:
+                elif sorted_ok and nm < prev:
                     sorted_ok = False
                 prev = nm
-                offs.append((o - self._ts) // 4)
-                hashes.append(hash(_essential(nm)))
+                b = hash(_essential(nm)) & mask
+                offs.append((o - ts) >> 2)
+                buckets.append(b)
+                counts[b + 1] += 1
             elif first_named is not None:
                 sorted_ok = False
             o = step(o)
@@ -454,25 +466,14 @@ class Spec:
         if sorted_ok and first_named is not None and len(offs) > 1:
             self._nx_sorted_from = first_named
             return
-        n = len(offs)
-        nb = 1
-        while nb * 4 < n:
-            nb <<= 1
-        mask = nb - 1
-        counts = [0] * (nb + 1)
-        buckets = array("I", (h & mask for h in hashes))
-        del hashes
-        for b in buckets:
-            counts[b + 1] += 1
         for b in range(nb):
             counts[b + 1] += counts[b]
-        directory = array("I", counts)
-        ent = array("I", bytes(4 * n))
-        pos = counts
+        ent: array[int] = array("I", bytes(4 * len(offs)))
+        pos = array("I", counts)
         for b, w in zip(buckets, offs, strict=True):
             ent[pos[b]] = w
             pos[b] += 1
-        self._nx_dir, self._nx_ent = directory, ent
+        self._nx_dir, self._nx_ent = counts, ent
 
     def _own_named(self, ess: bytes) -> Iterator[tuple[int, bytes, int]]:
         """(absolute offset, full name, info) of own types whose essential name is ``ess``."""
