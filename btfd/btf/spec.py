@@ -19,6 +19,7 @@ Split BTF (module BTF over vmlinux) continues the base's type ids and string off
 
 from __future__ import annotations
 
+import mmap  # only for isinstance checks: this module never maps anything
 import struct
 import sys
 from array import array
@@ -71,11 +72,14 @@ def essential_name(name: str) -> str:
 
 
 def _as_buffer(data: Any) -> Any:
-    """Something with ``find`` and slicing (bytes, bytearray, mmap); memoryviews are unwrapped
-    when they span their whole object, else copied (the only copy this module makes)."""
+    """Something with ``find`` and slicing that yields bytes (bytes, mmap); memoryviews are
+    unwrapped when they span their whole object. A bytearray (mutable, so unsafe to index
+    lazily) or a partial memoryview is copied: the only copies this module makes."""
+    if isinstance(data, bytearray):
+        return bytes(data)
     if isinstance(data, memoryview):
         obj = data.obj
-        if hasattr(obj, "find") and data.nbytes == len(obj) and data.contiguous:  # type: ignore[arg-type]
+        if isinstance(obj, (bytes, mmap.mmap)) and data.nbytes == len(obj) and data.contiguous:
             return obj
         return data.tobytes()
     if not hasattr(data, "find"):
@@ -431,7 +435,7 @@ class Spec:
         Transient memory is kept to two ``array('I')`` of one entry per named type (no list of
         Python ints), so building the index leaves no freed-but-retained heap behind.
         """
-        data, rec_u32, strs = self._data, self._u32, self._str_bytes
+        data, strs = self._data, self._str_bytes
         nb = 1
         while nb * 4 < self.count:
             nb <<= 1
@@ -439,29 +443,51 @@ class Spec:
         offs: array[int] = array("I")
         buckets: array[int] = array("I")
         counts: array[int] = array("I", bytes(4 * (nb + 1)))
-        o, te, ts = self._ts, self._te, self._ts
         sorted_ok = True
         prev = b""
         first_named: int | None = None
+        fixed, elem, vmask = self._fixed, self._elem, self._vlen_mask
+        # Own strings are read inline (the common case); base strings through _str_bytes.
+        find, sbase, ss, se = data.find, self._str_base, self._ss, self._se
+        native = self.byte_order == sys.byteorder
+        words: Any = (
+            memoryview(data)[self._ts : self._te].cast("B").cast("I") if native else None
+        )
+        u32 = self._u32
+        ts = self._ts
+        nwords = (self._te - ts) >> 2
+        i = 0
         tid = self.start_id
-        step = self._step
-        while o < te:
-            name_off = rec_u32(data, o)[0]
-            if name_off:
-                nm = strs(name_off)
-                if first_named is None:
-                    first_named = tid
-                elif sorted_ok and nm < prev:
+        try:
+            while i < nwords:
+                if native:
+                    name_off = words[i]
+                    info = words[i + 1]
+                else:
+                    name_off, info = u32(data, ts + 4 * i)[0], u32(data, ts + 4 * i + 4)[0]
+                if name_off:
+                    if name_off >= sbase and (a := ss + name_off - sbase) < se:
+                        e = find(b"\0", a, se)
+                        nm = data[a:e] if e >= 0 else strs(name_off)
+                    else:
+                        nm = strs(name_off)
+                    if first_named is None:
+                        first_named = tid
+                    elif sorted_ok and nm < prev:
+                        sorted_ok = False
+                    prev = nm
+                    b = hash(nm if b"___" not in nm else _essential(nm)) & mask
+                    offs.append(i)
+                    buckets.append(b)
+                    counts[b + 1] += 1
+                elif first_named is not None:
                     sorted_ok = False
-                prev = nm
-                b = hash(_essential(nm)) & mask
-                offs.append((o - ts) >> 2)
-                buckets.append(b)
-                counts[b + 1] += 1
-            elif first_named is not None:
-                sorted_ok = False
-            o = step(o)
-            tid += 1
+                k = (info >> 24) & 0x7F
+                i += fixed[k] + (info & vmask) * elem[k]
+                tid += 1
+        finally:
+            if words is not None:
+                words.release()
         self._nx_built = True
         if sorted_ok and first_named is not None and len(offs) > 1:
             self._nx_sorted_from = first_named
