@@ -19,7 +19,6 @@ Split BTF (module BTF over vmlinux) continues the base's type ids and string off
 
 from __future__ import annotations
 
-import mmap  # only for isinstance checks: this module never maps anything
 import struct
 import sys
 from array import array
@@ -79,7 +78,8 @@ def _as_buffer(data: Any) -> Any:
         return bytes(data)
     if isinstance(data, memoryview):
         obj = data.obj
-        if isinstance(obj, (bytes, mmap.mmap)) and data.nbytes == len(obj) and data.contiguous:
+        whole = hasattr(obj, "find") and data.nbytes == len(obj)  # type: ignore[arg-type]
+        if whole and not isinstance(obj, bytearray) and data.contiguous:
             return obj
         return data.tobytes()
     if not hasattr(data, "find"):
