@@ -516,7 +516,9 @@ class Spec:
             o = self._ts + 4 * ent[i]
             name_off, info, _ = self._rec(data, o)
             nm = self._str_bytes(name_off)
-            if nm == ess or (len(nm) > len(ess) and nm.startswith(ess) and _essential(nm) == ess):
+            # "foo___a" has essential name "foo", so it must not answer a query for "foo___a"
+            # (the essential name of "foo___a___b"): compare essential names, never full ones.
+            if nm.startswith(ess) and (nm == ess and b"___" not in nm or _essential(nm) == ess):
                 yield o, nm, info
 
     def _sorted_named(self, ess: bytes) -> Iterator[tuple[int, bytes, int]]:
@@ -547,7 +549,7 @@ class Spec:
                     break
                 if flavored and not nm.startswith(key):
                     break
-                if not flavored or _essential(nm) == ess:
+                if _essential(nm) == ess:
                     yield o, nm, info
                 o = self._step(o)
                 tid += 1

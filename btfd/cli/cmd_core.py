@@ -1,0 +1,143 @@
+"""``btfctl core OBJ [--target FILE [--base FILE] | --spec NAME] [--json]``.
+
+With ``--target`` the object is resolved locally (no daemon); without it the daemon answers
+(``ResolveCore``). Either way the records are printed by :func:`print_records`: one JSON
+object per relocation in ``.BTF.ext`` order with ``--json``, else a table. Exit 0 when no
+record is ``error``, 1 otherwise, 2 for bad input, 3 when the daemon is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
+
+from ..btf import BTFError, Spec
+from . import EXIT_NOT_FOUND, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+
+__all__ = ["run", "run_local", "run_remote", "print_records", "exit_code", "load_target"]
+
+
+def load_target(target: str, base: str | None) -> tuple[Spec, list[Any]]:
+    """Open a target BTF file (raw BTF or ELF), split over ``base`` when given. Returns the
+    spec and the sources to close after use."""
+    from ..source import open_source
+
+    sources: list[Any] = []
+    base_spec = None
+    if base:
+        bsrc = open_source(base)
+        sources.append(bsrc)
+        base_spec = bsrc.spec(name=base)
+    src = open_source(target)
+    sources.append(src)
+    return src.spec(base=base_spec, name=target), sources
+
+
+def _records_as_dicts(records: Iterable[Any]) -> list[Mapping[str, Any]]:
+    out = []
+    for r in records:
+        out.append(r.to_dict() if hasattr(r, "to_dict") else dict(r))
+    return out
+
+
+def exit_code(records: Iterable[Mapping[str, Any]]) -> int:
+    """0 when no record has status ``error``, else 1."""
+    return EXIT_NOT_FOUND if any(r.get("status") == "error" for r in records) else EXIT_OK
+
+
+def _val(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, int) and v > 0xFFFF:
+        return f"{v:#x}"
+    return str(v)
+
+
+def print_records(records: Iterable[Any], *, as_json: bool, out: TextIO | None = None) -> int:
+    """Print records (CoreRecord objects or dicts with the same keys); returns the exit code.
+    The daemon path calls this with the records it received, so both paths look alike."""
+    out = out or sys.stdout
+    recs = _records_as_dicts(records)
+    if as_json:
+        for r in recs:
+            out.write(json.dumps(r, separators=(", ", ": ")) + "\n")
+        return exit_code(recs)
+    if not recs:
+        out.write("no CO-RE relocations\n")
+        return EXIT_OK
+    rows = []
+    for r in recs:
+        where = f"{r.get('prog') or r.get('sec')}+{r.get('insn')}"
+        local = f"[{r.get('type_id')}] {r.get('type_kind', '')} {r.get('type_name') or '<anon>'} {r.get('access')}"
+        st = r.get("status", "")
+        if st == "ok":
+            what = f"= {_val(r.get('new_val'))}"
+            ms = r.get("mem_size")
+            if ms:
+                what += f"  (size {ms.get('from')} -> {ms.get('to')})"
+            tt = r.get("target_type_id")
+            if tt:
+                what += f"  <- [{tt}] {r.get('target_type_name') or ''} {r.get('target_access') or ''}".rstrip()
+        elif st == "poison":
+            what = "poisoned (no match)"
+        else:
+            what = r.get("error") or ""
+        rows.append((where, str(r.get("kind", "")), local, st, what))
+    w = [max(len(row[i]) for row in rows) for i in range(4)]
+    out.write(f"{'PROG+INSN':<{w[0]}}  {'KIND':<{w[1]}}  {'LOCAL':<{w[2]}}  {'STATUS':<{w[3]}}  RESULT\n")
+    for row in rows:
+        out.write(f"{row[0]:<{w[0]}}  {row[1]:<{w[1]}}  {row[2]:<{w[2]}}  {row[3]:<{w[3]}}  {row[4]}\n")
+    n = {s: sum(1 for r in recs if r.get("status") == s) for s in ("ok", "poison", "error", "skipped")}
+    out.write(f"{len(recs)} relocations: {n['ok']} ok, {n['poison']} poisoned, {n['error']} errors"
+              + (f", {n['skipped']} skipped" if n["skipped"] else "") + "\n")
+    return exit_code(recs)
+
+
+def run_local(obj_path: str, target: str, base: str | None, as_json: bool) -> int:
+    """Resolve ``obj_path`` against the target file locally and print the records."""
+    from ..core import resolve_object
+    from ..source import open_source
+
+    sources: list[Any] = []
+    try:
+        spec, sources = load_target(target, base)
+        osrc = open_source(obj_path)
+        sources.append(osrc)
+        result = resolve_object(bytes(osrc.data), spec)
+        rc = print_records(result.records, as_json=as_json)
+        spec.close()
+        if spec.base is not None:
+            spec.base.close()
+        return rc
+    except BTFError as e:
+        print(f"btfctl core: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        for s in reversed(sources):
+            try:
+                s.close()
+            except BufferError:
+                pass
+
+
+def run_remote(args: argparse.Namespace) -> int:
+    """Ask the daemon (ResolveCore). The daemon client is wired by the server/CLI side; until
+    then this explains how to work locally."""
+    print(
+        "btfctl core: asking the daemon is not available in this build; "
+        "pass --target FILE (e.g. --target /sys/kernel/btf/vmlinux) to resolve locally",
+        file=sys.stderr,
+    )
+    return EXIT_UNREACHABLE
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.target:
+        return run_local(args.object, args.target, args.base, args.json)
+    if args.base:
+        print("btfctl core: --base needs --target", file=sys.stderr)
+        return EXIT_USAGE
+    return run_remote(args)
