@@ -71,7 +71,8 @@ def print_records(records: Iterable[Any], *, as_json: bool, out: TextIO | None =
     rows = []
     for r in recs:
         where = f"{r.get('prog') or r.get('sec')}+{r.get('insn')}"
-        local = f"[{r.get('type_id')}] {r.get('type_kind', '')} {r.get('type_name') or '<anon>'} {r.get('access')}"
+        name = r.get("type_name") or "<anon>"
+        local = f"[{r.get('type_id')}] {r.get('type_kind', '')} {name} {r.get('access')}"
         st = r.get("status", "")
         if st == "ok":
             what = f"= {_val(r.get('new_val'))}"
@@ -80,7 +81,8 @@ def print_records(records: Iterable[Any], *, as_json: bool, out: TextIO | None =
                 what += f"  (size {ms.get('from')} -> {ms.get('to')})"
             tt = r.get("target_type_id")
             if tt:
-                what += f"  <- [{tt}] {r.get('target_type_name') or ''} {r.get('target_access') or ''}".rstrip()
+                tn, ta = r.get("target_type_name") or "", r.get("target_access") or ""
+                what += f"  <- [{tt}] {tn} {ta}".rstrip()
         elif st == "poison":
             what = "poisoned (no match)"
         else:

@@ -200,7 +200,7 @@ def parse_btf_ext(data: Any, start: int, length: int, local: Spec) -> BtfExt:
     func_info: dict[str, list[tuple[int, int]]] = {}
     for sec, num, rs, p in blocks("func_info", fi_off, fi_len, _MIN_FUNC_INFO):
         func_info.setdefault(sec, []).extend(
-            struct.unpack_from(pfx + "II", raw, p + i * rs) for i in range(num)  # type: ignore[misc]
+            struct.unpack_from(pfx + "II", raw, p + i * rs) for i in range(num)
         )
     line_info: dict[str, int] = {}
     for sec, num, _rs, _p in blocks("line_info", li_off, li_len, _MIN_LINE_INFO):
@@ -257,7 +257,7 @@ def _parse_elf(data: Any) -> BpfObject:
     btf_loc: tuple[int, int] | None = None
     ext_loc: tuple[int, int] | None = None
     by_index: dict[int, ProgSection] = {}
-    symtab = None
+    symtab: Any = None
     for idx, s in enumerate(elf.iter_sections()):
         h = s.header
         name = s.name

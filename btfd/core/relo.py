@@ -125,7 +125,7 @@ class CoreRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (field order as declared)."""
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 @dataclass(slots=True)
@@ -156,7 +156,10 @@ class RecordInput:
 
 
 class _Fail(Exception):
-    """A relocation libbpf refuses (its negative errno paths); message is libbpf-like."""
+    """A relocation libbpf refuses (its negative errno paths); message is libbpf-like.
+    ``targ`` is the first matching candidate's spec when one was found (ambiguities)."""
+
+    targ: _Spec | None = None
 
 
 @dataclass(slots=True)
@@ -272,7 +275,9 @@ def _format_spec(spec: _Spec) -> str:
             et = v.t(spec.accs[0].type_id)
             if isinstance(et, T.Enum):
                 ev = et.values[spec.accs[0].idx]
-                val = ev.value & _U64 if et.is64 else ev.value & 0xFFFFFFFF
+                val = ev.value
+                if not et.signed:
+                    val &= _U64 if et.is64 else 0xFFFFFFFF
                 return f"{s}::{ev.name} = {val}"
         return s
     for i, a in enumerate(spec.accs):
@@ -574,13 +579,17 @@ def _calc_relo_insn(
         if targ_res is None:
             targ_res, targ_spec = cr, cs
         elif targ_spec is not None and cs.bit_offset != targ_spec.bit_offset:
-            raise _Fail(f"field offset ambiguity: {cs.bit_offset} != {targ_spec.bit_offset}")
+            err = _Fail(f"field offset ambiguity: {cs.bit_offset} != {targ_spec.bit_offset}")
+            err.targ = targ_spec
+            raise err
         elif cr.poison != targ_res.poison or cr.new_val != targ_res.new_val:
-            raise _Fail(
+            err = _Fail(
                 "relocation decision ambiguity: "
                 f"{'failure' if cr.poison else 'success'} {cr.new_val} != "
                 f"{'failure' if targ_res.poison else 'success'} {targ_res.new_val}"
             )
+            err.targ = targ_spec
+            raise err
         kept.append((tv, cid))
         del i
     if targ_res is None:
@@ -699,10 +708,11 @@ class _Engine:
         return [(self.tv, i) for i in ids]
 
     def resolve(
-        self, relo: CoreRelo, cache: dict[int, list[tuple[BtfView, int]]]
+        self, relo: CoreRelo, cache: dict[int, list[tuple[BtfView, int]]], rec: CoreRecord
     ) -> tuple[_Res, _Spec, _Spec | None, int]:
         """bpf_core_resolve_relo() + bpf_core_calc_relo_insn(): (result, local spec,
-        target spec, candidate count)."""
+        target spec, candidate count). ``rec`` gets the local spec (and, on an ambiguity,
+        the first matching candidate) even when this raises."""
         try:
             local = _parse_spec(self.lv, relo.type_id, relo.access, relo.kind)
         except _Fail as e:
@@ -711,13 +721,20 @@ class _Engine:
                 f"parsing [{relo.type_id}] {_KIND_LOWER[t.kind]} {t.name or '<anon>'} + "
                 f"{relo.access} failed: {e}"
             ) from None
+        rec.local_spec = _format_spec(local)
         cands = None
         if relo.kind != TYPE_ID_LOCAL:
             cands = cache.get(relo.type_id)
             if cands is None:
                 cands = cache[relo.type_id] = self.candidates(relo.type_id)
         n = len(cands) if cands is not None else 0
-        res, targ, kept = _calc_relo_insn(local, cands, self.big_endian)
+        rec.candidates = n
+        try:
+            res, targ, kept = _calc_relo_insn(local, cands, self.big_endian)
+        except _Fail as e:
+            if e.targ is not None:
+                _fill_target(rec, e.targ)
+            raise
         if cands is not None and kept is not None:
             cache[relo.type_id] = kept
         return res, local, targ, n
@@ -743,15 +760,18 @@ def _base_record(item: _Item, lv: BtfView) -> CoreRecord:
     )
 
 
-def _fill(rec: CoreRecord, res: _Res, local: _Spec, targ: _Spec | None, n: int) -> None:
-    rec.local_spec = _format_spec(local)
-    rec.candidates = n
-    if targ is not None:
-        rec.target_spec = _format_spec(targ)
-        rec.target_type_id = targ.root_type_id
-        rec.target_type_name = targ.view.name(targ.root_type_id)
-        rec.target_access = ":".join(str(x) for x in targ.raw) if targ.raw else "0"
+def _fill_target(rec: CoreRecord, targ: _Spec) -> None:
+    rec.target_spec = _format_spec(targ)
+    rec.target_type_id = targ.root_type_id
+    rec.target_type_name = targ.view.name(targ.root_type_id)
+    if targ.kind in _FIELD_KINDS:
+        rec.target_access = ":".join(str(x) for x in targ.raw)
         rec.target_bit_offset = targ.bit_offset
+
+
+def _fill(rec: CoreRecord, res: _Res, local: _Spec, targ: _Spec | None, n: int) -> None:
+    if targ is not None:
+        _fill_target(rec, targ)
     if res.poison:
         rec.status = "poison"
     else:
@@ -786,24 +806,24 @@ def _run(
             if key in excluded:
                 continue
             rec = _base_record(item, lv)
+            buf = secs[item.relo.sec] if secs is not None else None
+            idx = rec.sec_insn
+            o = idx * INSN_SIZE
+            width = INSN_SIZE
+            if buf is not None:
+                c = buf[o]
+                rec.insn_class = "LDIMM64" if c == _LDIMM64 else _CLASS_NAMES.get(c & 7, "?")
+                width = 2 * INSN_SIZE if c == _LDIMM64 and idx + 1 < item.prog_end else INSN_SIZE
+                rec.orig_insn = bytes(buf[o : o + width]).hex()
             try:
-                res, local, targ, n = eng.resolve(item.relo, cache)
+                res, local, targ, n = eng.resolve(item.relo, cache, rec)
                 _fill(rec, res, local, targ, n)
-                if secs is not None:
-                    buf = secs[item.relo.sec]
-                    idx = rec.sec_insn
-                    o = idx * INSN_SIZE
-                    c = buf[o]
-                    rec.insn_class = "LDIMM64" if c == _LDIMM64 else _CLASS_NAMES.get(c & 7, "?")
-                    width = 2 * INSN_SIZE if c == _LDIMM64 and idx + 1 < item.prog_end else INSN_SIZE
-                    rec.orig_insn = bytes(buf[o : o + width]).hex()
+                if buf is not None:
                     held, mem, poisoned = _patch(buf, idx, item.prog_end, res, codec, eng.big_endian)
-                    rec.orig_val = held & _U64 if held is not None and held >= 0 else held
-                    if c == _LDIMM64 or (c & 7) in (_ALU, _ALU64):
-                        rec.orig_val = held
+                    rec.orig_val = held
                     rec.mem_size = mem
                     if poisoned:
-                        rec.status, rec.new_val = "poison", None
+                        rec.status, rec.new_val, rec.orig_val = "poison", None, None
                     rec.new_insn = bytes(buf[o : o + width]).hex()
             except (_Fail, BTFError) as e:
                 rec.status = "error"
@@ -819,6 +839,7 @@ def _run(
         # Keep this run's records of the failing program; the rest is redone without it.
         for i, rec in tentative.items():
             if (rec.sec, rec.prog) == failed:
+                rec.new_insn = None  # the program is not loaded: nothing is patched
                 final[i] = rec
         excluded.add(failed)
     out: list[CoreRecord] = []
@@ -873,7 +894,8 @@ def resolve_object(obj: bytes | BpfObject, target: Spec, *, want_patched: bool =
             for fn in ps.functions:
                 if (ps.name, fn.name) in failed:
                     continue
-                result.programs[(ps.name, fn.name)] = data[fn.insn * INSN_SIZE : (fn.insn + fn.count) * INSN_SIZE]
+                lo, hi = fn.insn * INSN_SIZE, (fn.insn + fn.count) * INSN_SIZE
+                result.programs[(ps.name, fn.name)] = data[lo:hi]
     return result
 
 
@@ -906,7 +928,7 @@ def resolve_records(
     for item in items:
         rec = _base_record(item, eng.lv)
         try:
-            res, lspec, targ, n = eng.resolve(item.relo, cache)
+            res, lspec, targ, n = eng.resolve(item.relo, cache, rec)
             _fill(rec, res, lspec, targ, n)
             rec.orig_val = None if res.poison else res.orig_val
             if not res.poison and res.orig_sz != res.new_sz:
