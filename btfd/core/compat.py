@@ -9,6 +9,8 @@ uses to accept a candidate are here: :func:`fields_are_compat` (a matched field'
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..btf import BTFCycleError, Kind, Spec
 from ..btf import types as T
 from ..btf.spec import _essential
@@ -34,20 +36,32 @@ _COMPOSITE = (T.Struct, T.Union)
 
 
 class BtfView:
-    """A spec plus a per-call cache of decoded types and sizes."""
+    """A spec plus a cache of decoded types and sizes: per call by default, or bounded to
+    ``limit`` entries (oldest dropped first) when kept across calls (see ``CoreTarget``)."""
 
-    __slots__ = ("spec", "_types", "_sizes")
+    __slots__ = ("spec", "limit", "_types", "_sizes")
 
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, limit: int = 0) -> None:
         self.spec = spec
+        self.limit = limit
         self._types: dict[int, T.Type] = {}
         self._sizes: dict[int, int] = {}
 
     def t(self, tid: int) -> T.Type:
         t = self._types.get(tid)
         if t is None:
-            t = self._types[tid] = self.spec.type(tid)
+            t = self.spec.type(tid)
+            if self.limit and len(self._types) >= self.limit:
+                self._evict(self._types)
+            self._types[tid] = t
         return t
+
+    @staticmethod
+    def _evict(d: dict[int, Any]) -> None:
+        try:
+            del d[next(iter(d))]
+        except (StopIteration, KeyError, RuntimeError):  # emptied/changed by another thread
+            pass
 
     def skip(self, tid: int) -> tuple[int, T.Type]:
         """libbpf's skip_mods_and_typedefs(): (id, type) behind modifiers and typedefs."""
@@ -62,7 +76,10 @@ class BtfView:
         """btf__resolve_size()."""
         s = self._sizes.get(tid)
         if s is None:
-            s = self._sizes[tid] = self.spec.size_of(tid)
+            s = self.spec.size_of(tid)
+            if self.limit and len(self._sizes) >= self.limit:
+                self._evict(self._sizes)
+            self._sizes[tid] = s
         return s
 
     def name(self, tid: int) -> str:

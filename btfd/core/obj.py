@@ -244,6 +244,42 @@ def parse_object(data: Any) -> BpfObject:
         raise ObjectError(f"malformed ELF file: {type(e).__name__}: {e}", offset=0) from None
 
 
+def _read_functions(elf: Any, symtab: Any, by_index: dict[int, ProgSection], buf: bytes) -> None:
+    """STT_FUNC symbols of program sections. pyelftools located the symbol table and its
+    string table; the fixed-size Elf32/64_Sym records are unpacked here in one pass (going
+    through pyelftools' per-symbol parser costs more than resolving the relocations)."""
+    h = symtab.header
+    is64 = elf.elfclass == 64
+    pfx = "<" if elf.little_endian else ">"
+    rec = struct.Struct(pfx + ("IBBHQQ" if is64 else "IIIBBH"))
+    ent = h["sh_entsize"] or rec.size
+    if ent < rec.size:
+        raise ObjectError(f".symtab entry size {ent} is too small", offset=h["sh_offset"])
+    strtab = elf.get_section(h["sh_link"])
+    so, ssz = strtab.header["sh_offset"], strtab.header["sh_size"]
+    if so + ssz > len(buf):
+        raise ObjectError("symbol string table runs past the file", offset=so)
+    base, n = h["sh_offset"], h["sh_size"] // ent
+    for i in range(n):
+        at = base + i * ent
+        if is64:
+            name_off, info, _other, shndx, val, sz = rec.unpack_from(buf, at)
+        else:
+            name_off, val, sz, info, _other, shndx = rec.unpack_from(buf, at)
+        if info & 0xF != 2 or shndx not in by_index:  # STT_FUNC in a program section
+            continue
+        ps = by_index[shndx]
+        if name_off >= ssz:
+            raise ObjectError(f"symbol #{i} name offset {name_off} is out of range", offset=at)
+        end = buf.find(b"\0", so + name_off, so + ssz)
+        if end < 0:
+            raise ObjectError(f"symbol #{i} name is not terminated", offset=at)
+        name = buf[so + name_off : end].decode("utf-8", "backslashreplace")
+        if val % INSN_SIZE or sz % INSN_SIZE or val + sz > ps.size:
+            raise ObjectError(f"function {name} ({val}+{sz}) does not fit section {ps.name}", offset=at)
+        ps.functions.append(Function(name, ps.name, val // INSN_SIZE, sz // INSN_SIZE))
+
+
 def _parse_elf(data: Any) -> BpfObject:
     from elftools.elf.elffile import ELFFile
 
@@ -286,19 +322,7 @@ def _parse_elf(data: Any) -> BpfObject:
         raise ObjectError(".BTF byte order differs from the ELF file's", offset=btf_loc[0])
     ext = parse_btf_ext(buf, ext_loc[0], ext_loc[1], btf) if ext_loc is not None else None
     if symtab is not None:
-        for sym in symtab.iter_symbols():
-            if sym["st_info"]["type"] != "STT_FUNC":
-                continue
-            shndx = sym["st_shndx"]
-            if not isinstance(shndx, int) or shndx not in by_index:
-                continue
-            ps = by_index[shndx]
-            val, sz = sym["st_value"], sym["st_size"]
-            if val % INSN_SIZE or sz % INSN_SIZE or val + sz > ps.size:
-                raise ObjectError(
-                    f"function {sym.name} ({val}+{sz}) does not fit section {ps.name}", offset=val
-                )
-            ps.functions.append(Function(sym.name, ps.name, val // INSN_SIZE, sz // INSN_SIZE))
+        _read_functions(elf, symtab, by_index, buf)
     for ps in secs.values():
         ps.functions.sort(key=lambda f: f.insn)
         ps._starts = [f.insn for f in ps.functions]

@@ -32,11 +32,12 @@ from typing import Any
 
 from ..btf import BTFError, Kind, Spec
 from ..btf import types as T
-from .compat import BtfView, fields_are_compat, types_are_compat, types_match
+from .compat import BtfView, essential_len, fields_are_compat, types_are_compat, types_match
 from .errors import CoreError, ObjectError
 from .obj import CORE_SPEC_MAX_LEN, INSN_SIZE, BpfObject, CoreRelo, parse_object
 
 __all__ = [
+    "CoreTarget",
     "CoreRecord",
     "CoreResult",
     "RecordInput",
@@ -296,30 +297,36 @@ def _format_spec(spec: _Spec) -> str:
 
 def _match_member(lv: BtfView, lacc: _Acc, tv: BtfView, targ_id: int, spec: _Spec) -> tuple[int, int]:
     """bpf_core_match_member(): (1 found | 0 not, next target type id); searches anonymous
-    embedded structs/unions recursively, keeping the target's raw spec and bit offset."""
+    embedded structs/unions recursively (in member order), keeping the target's raw spec and
+    bit offset. libbpf pushes every member speculatively and pops it when it is not the one;
+    only the outcome is kept here."""
     targ_id, tt = tv.skip(targ_id)
     if not isinstance(tt, (T.Struct, T.Union)):
         return 0, targ_id
     lt = lv.t(lacc.type_id)
     assert isinstance(lt, (T.Struct, T.Union))
     lm = lt.members[lacc.idx]
+    lname = lm.name
+    if tt.members and len(spec.raw) == CORE_SPEC_MAX_LEN:
+        raise _Fail("too deep struct/union/array nesting in target (-E2BIG)")
     for i, m in enumerate(tt.members):
-        if len(spec.raw) == CORE_SPEC_MAX_LEN:
-            raise _Fail("too deep struct/union/array nesting in target (-E2BIG)")
-        spec.bit_offset += m.bit_offset
-        spec.raw.append(i)
-        if not m.name:
+        name = m.name
+        if not name:
+            spec.bit_offset += m.bit_offset
+            spec.raw.append(i)
             found, nxt = _match_member(lv, lacc, tv, m.type, spec)
             if found:
                 return found, nxt
-        elif m.name == lm.name:
-            spec.accs.append(_Acc(targ_id, i, m.name))
+            spec.bit_offset -= m.bit_offset
+            spec.raw.pop()
+        elif name == lname:
+            spec.bit_offset += m.bit_offset
+            spec.raw.append(i)
+            spec.accs.append(_Acc(targ_id, i, name))
             if fields_are_compat(lv, lm.type, tv, m.type):
                 return 1, m.type
             spec.accs.pop()
             return 0, m.type
-        spec.bit_offset -= m.bit_offset
-        spec.raw.pop()
     return 0, targ_id
 
 
@@ -372,9 +379,7 @@ def _spec_match(local: _Spec, tv: BtfView, targ_id: int) -> tuple[int, _Spec]:
 
 
 def _ess_len(name: str) -> int:
-    from .compat import essential_len
-
-    return essential_len(name)
+    return essential_len(name) if "___" in name else len(name)
 
 
 # ---------------------------------------------------------------------------- values
@@ -541,6 +546,15 @@ def _kinds_for(t: T.Type) -> frozenset[Kind]:
     return frozenset({t.kind})
 
 
+def _find(target: Spec, name: str, kinds: frozenset[Kind]) -> list[int]:
+    ids = target.find_essential(name, kinds)
+    if target.base is not None:
+        base = [i for i in ids if i < target.start_id]
+        if base:
+            return base
+    return ids
+
+
 def find_candidates(local: Spec | BtfView, type_id: int, target: Spec) -> list[int]:
     """bpf_core_find_cands(): target ids whose essential name equals the local type's and
     whose kind is CO-RE compatible, through the target's name index. For a split target the
@@ -549,13 +563,8 @@ def find_candidates(local: Spec | BtfView, type_id: int, target: Spec) -> list[i
     view = local if isinstance(local, BtfView) else BtfView(local)
     t = view.t(type_id)
     if not t.name:
-        raise _Fail("target candidate search failed: anonymous local type (-EINVAL)")
-    ids = target.find_essential(t.name, _kinds_for(t))
-    if target.base is not None:
-        base = [i for i in ids if i < target.start_id]
-        if base:
-            return base
-    return ids
+        raise CoreError(f"type [{type_id}] is anonymous: CO-RE has no candidates for it")
+    return _find(target, t.name, _kinds_for(t))
 
 
 def _calc_relo_insn(
@@ -691,20 +700,48 @@ class _Item:
     prog_end: int
 
 
+class CoreTarget:
+    """A target spec prepared for repeated resolutions: candidate lists by local name and a
+    bounded cache of decoded target types (``max_types``, oldest dropped first), so a daemon
+    serving many ``ResolveCore`` calls against one spec does not decode ``task_struct`` each
+    time. Holds no per-type state of the whole spec. Safe to share between threads (worst
+    case: a type decoded twice)."""
+
+    def __init__(self, spec: Spec, *, max_types: int = 4096, max_names: int = 4096) -> None:
+        self.spec = spec
+        self.view = BtfView(spec, limit=max_types)
+        self.max_names = max_names
+        self._cands: dict[tuple[str, frozenset[Kind]], list[int]] = {}
+
+    def candidates(self, name: str, kinds: frozenset[Kind]) -> list[int]:
+        """Like :func:`find_candidates` for a local type called ``name`` of ``kinds``."""
+        key = (name, kinds)
+        ids = self._cands.get(key)
+        if ids is None:
+            ids = _find(self.spec, name, kinds)
+            if len(self._cands) >= self.max_names:
+                BtfView._evict(self._cands)  # type: ignore[arg-type]
+            self._cands[key] = ids
+        return ids
+
+
 class _Engine:
     """State of one resolution: views, the candidate cache, section buffers."""
 
-    def __init__(self, local: Spec, target: Spec, big_endian: bool) -> None:
+    def __init__(self, local: Spec, target: Spec | CoreTarget, big_endian: bool) -> None:
         self.lv = BtfView(local)
-        self.tv = BtfView(target)
-        self.target = target
+        self.core = target if isinstance(target, CoreTarget) else CoreTarget(target, max_types=0)
+        self.tv = self.core.view
         self.big_endian = big_endian
         self._found: dict[int, list[int]] = {}  # name-index answers, reused across runs
 
     def candidates(self, type_id: int) -> list[tuple[BtfView, int]]:
         ids = self._found.get(type_id)
         if ids is None:
-            ids = self._found[type_id] = find_candidates(self.lv, type_id, self.target)
+            t = self.lv.t(type_id)
+            if not t.name:
+                raise _Fail("target candidate search failed: anonymous local type (-EINVAL)")
+            ids = self._found[type_id] = self.core.candidates(t.name, _kinds_for(t))
         return [(self.tv, i) for i in ids]
 
     def resolve(
@@ -790,58 +827,73 @@ def _run(
     excluded: set[tuple[str, str]] = set()
     final: dict[int, CoreRecord] = {}
     lv = eng.lv
-    while True:
-        cache: dict[int, list[tuple[BtfView, int]]] = {}
-        secs = {k: bytearray(v) for k, v in obj_sections.items()} if obj_sections is not None else None
-        tentative: dict[int, CoreRecord] = {}
-        failed: tuple[str, str] | None = None
-        for i, item in enumerate(items):
-            if item.prog is None:
-                rec = _base_record(item, lv)
-                rec.status = "skipped"
-                rec.error = "no function symbol holds this instruction (libbpf skips it)"
-                final[i] = rec
-                continue
-            key = (item.relo.sec, item.prog)
-            if key in excluded:
-                continue
+    cache: dict[int, list[tuple[BtfView, int]]] = {}
+    secs = {k: bytearray(v) for k, v in obj_sections.items()} if obj_sections is not None else None
+    tentative: dict[int, CoreRecord] = {}
+    # State before each program's first record: a restart without program P resumes there
+    # (what precedes P cannot depend on P), instead of redoing the whole object.
+    snaps: dict[tuple[str, str], tuple[int, dict[int, list[tuple[BtfView, int]]],
+                                       dict[str, bytearray] | None]] = {}
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item.prog is None:
             rec = _base_record(item, lv)
-            buf = secs[item.relo.sec] if secs is not None else None
-            idx = rec.sec_insn
-            o = idx * INSN_SIZE
-            width = INSN_SIZE
+            rec.status = "skipped"
+            rec.error = "no function symbol holds this instruction (libbpf skips it)"
+            final[i] = rec
+            i += 1
+            continue
+        key = (item.relo.sec, item.prog)
+        if key in excluded:
+            i += 1
+            continue
+        if key not in snaps:
+            snaps[key] = (i, dict(cache),
+                          {k: bytearray(v) for k, v in secs.items()} if secs is not None else None)
+        rec = _base_record(item, lv)
+        buf = secs[item.relo.sec] if secs is not None else None
+        idx = rec.sec_insn
+        o = idx * INSN_SIZE
+        width = INSN_SIZE
+        if buf is not None:
+            c = buf[o]
+            rec.insn_class = "LDIMM64" if c == _LDIMM64 else _CLASS_NAMES.get(c & 7, "?")
+            width = 2 * INSN_SIZE if c == _LDIMM64 and idx + 1 < item.prog_end else INSN_SIZE
+            rec.orig_insn = bytes(buf[o : o + width]).hex()
+        try:
+            res, local, targ, n = eng.resolve(item.relo, cache, rec)
+            _fill(rec, res, local, targ, n)
             if buf is not None:
-                c = buf[o]
-                rec.insn_class = "LDIMM64" if c == _LDIMM64 else _CLASS_NAMES.get(c & 7, "?")
-                width = 2 * INSN_SIZE if c == _LDIMM64 and idx + 1 < item.prog_end else INSN_SIZE
-                rec.orig_insn = bytes(buf[o : o + width]).hex()
-            try:
-                res, local, targ, n = eng.resolve(item.relo, cache, rec)
-                _fill(rec, res, local, targ, n)
-                if buf is not None:
-                    held, mem, poisoned = _patch(buf, idx, item.prog_end, res, codec, eng.big_endian)
-                    rec.orig_val = held
-                    rec.mem_size = mem
-                    if poisoned:
-                        rec.status, rec.new_val, rec.orig_val = "poison", None, None
-                    rec.new_insn = bytes(buf[o : o + width]).hex()
-            except (_Fail, BTFError) as e:
-                rec.status = "error"
-                rec.new_val = None
-                rec.error = str(e)
-                failed = key
-                tentative[i] = rec
-                break
+                held, mem, poisoned = _patch(buf, idx, item.prog_end, res, codec, eng.big_endian)
+                rec.orig_val = held
+                rec.mem_size = mem
+                if poisoned:
+                    rec.status, rec.new_val, rec.orig_val = "poison", None, None
+                rec.new_insn = bytes(buf[o : o + width]).hex()
+        except (_Fail, BTFError) as e:
+            rec.status = "error"
+            rec.new_val = None
+            rec.error = str(e)
             tentative[i] = rec
-        if failed is None:
-            final.update(tentative)
-            break
-        # Keep this run's records of the failing program; the rest is redone without it.
-        for i, rec in tentative.items():
-            if (rec.sec, rec.prog) == failed:
-                rec.new_insn = None  # the program is not loaded: nothing is patched
-                final[i] = rec
-        excluded.add(failed)
+            # Keep this run's records of the failing program (nothing of it gets patched);
+            # redo what follows its first record without it.
+            start, snap_cache, snap_secs = snaps[key]
+            for j in [j for j in tentative if j >= start]:
+                r = tentative.pop(j)
+                if (r.sec, r.prog) == key:
+                    r.new_insn = None
+                    final[j] = r
+            for k2 in [k2 for k2, v in snaps.items() if v[0] > start]:
+                del snaps[k2]
+            excluded.add(key)
+            cache = dict(snap_cache)
+            secs = {k: bytearray(v) for k, v in snap_secs.items()} if snap_secs is not None else None
+            i = start
+            continue
+        tentative[i] = rec
+        i += 1
+    final.update(tentative)
     out: list[CoreRecord] = []
     for i, item in enumerate(items):
         rec_ = final.get(i)
@@ -853,8 +905,11 @@ def _run(
     return out, secs
 
 
-def resolve_object(obj: bytes | BpfObject, target: Spec, *, want_patched: bool = False) -> CoreResult:
-    """Resolve every CO-RE relocation of a BPF object against ``target``.
+def resolve_object(
+    obj: bytes | BpfObject, target: Spec | CoreTarget, *, want_patched: bool = False
+) -> CoreResult:
+    """Resolve every CO-RE relocation of a BPF object against ``target`` (a spec, or a
+    :class:`CoreTarget` kept across calls to reuse decoded types).
 
     ``obj`` is the object's bytes (or an already parsed :class:`BpfObject`). Returns the
     records in ``.BTF.ext`` order and, with ``want_patched``, each program's relocated
@@ -900,7 +955,7 @@ def resolve_object(obj: bytes | BpfObject, target: Spec, *, want_patched: bool =
 
 
 def resolve_records(
-    local_btf: Any, records: Iterable[RecordInput] | Sequence[RecordInput], target: Spec
+    local_btf: Any, records: Iterable[RecordInput] | Sequence[RecordInput], target: Spec | CoreTarget
 ) -> CoreResult:
     """Resolve bare relocation records (no instructions) against ``target``.
 
