@@ -568,9 +568,11 @@ def find_candidates(local: Spec | BtfView, type_id: int, target: Spec) -> list[i
 
 
 def _calc_relo_insn(
-    local: _Spec, cands: list[tuple[BtfView, int]] | None, big_endian: bool
+    local: _Spec, cands: list[tuple[BtfView, int]] | None, big_endian: bool,
+    sink: list[_Spec] | None = None,
 ) -> tuple[_Res, _Spec | None, list[tuple[BtfView, int]] | None]:
-    """bpf_core_calc_relo_insn(): (result, chosen target spec, narrowed candidate list)."""
+    """bpf_core_calc_relo_insn(): (result, chosen target spec, narrowed candidate list).
+    Every matching candidate's spec is appended to ``sink`` (for MinimizeBtf)."""
     if local.kind == TYPE_ID_LOCAL:
         return _Res(local.root_type_id, local.root_type_id, validate=False), None, cands
     name = local.view.name(local.root_type_id)
@@ -584,6 +586,8 @@ def _calc_relo_insn(
         matched, cs = _spec_match(local, tv, cid)
         if not matched:
             continue
+        if sink is not None:
+            sink.append(cs)
         cr = _calc_relo(local, cs, big_endian)
         if targ_res is None:
             targ_res, targ_spec = cr, cs
@@ -734,6 +738,7 @@ class _Engine:
         self.tv = self.core.view
         self.big_endian = big_endian
         self._found: dict[int, list[int]] = {}  # name-index answers, reused across runs
+        self.sink: list[_Spec] | None = None  # matching target specs, when minimizing
 
     def candidates(self, type_id: int) -> list[tuple[BtfView, int]]:
         ids = self._found.get(type_id)
@@ -767,7 +772,7 @@ class _Engine:
         n = len(cands) if cands is not None else 0
         rec.candidates = n
         try:
-            res, targ, kept = _calc_relo_insn(local, cands, self.big_endian)
+            res, targ, kept = _calc_relo_insn(local, cands, self.big_endian, self.sink)
         except _Fail as e:
             if e.targ is not None:
                 _fill_target(rec, e.targ)
@@ -906,7 +911,8 @@ def _run(
 
 
 def resolve_object(
-    obj: bytes | BpfObject, target: Spec | CoreTarget, *, want_patched: bool = False
+    obj: bytes | BpfObject, target: Spec | CoreTarget, *, want_patched: bool = False,
+    _sink: list[_Spec] | None = None,
 ) -> CoreResult:
     """Resolve every CO-RE relocation of a BPF object against ``target`` (a spec, or a
     :class:`CoreTarget` kept across calls to reuse decoded types).
@@ -938,6 +944,7 @@ def resolve_object(
             items.append(_Item(r, f.name, f.insn, f.insn + f.count))
     big = o.byte_order == "big"
     eng = _Engine(o.btf, target, big)
+    eng.sink = _sink
     sections = {name: o.section_bytes(name) for name in {r.sec for r in relos}}
     records, secs = _run(eng, items, {k: bytearray(v) for k, v in sections.items()}, _insn_codec(big))
     result = CoreResult(records)
