@@ -876,6 +876,15 @@ def _run(
                 if poisoned:
                     rec.status, rec.new_val, rec.orig_val = "poison", None, None
                 rec.new_insn = bytes(buf[o : o + width]).hex()
+            elif not res.poison:
+                # No instruction: report what the compiler should have emitted, and the size
+                # change a load/store of the field would get.
+                rec.orig_val = res.orig_val
+                if res.orig_sz != res.new_sz:
+                    rec.mem_size = {"from": res.orig_sz, "to": res.new_sz}
+                    if res.fail_memsz_adjust:
+                        rec.error = ("a load/store of this field would be poisoned: only pointers "
+                                     "and unsigned integers may change size")
         except (_Fail, BTFError) as e:
             rec.status = "error"
             rec.new_val = None
@@ -970,7 +979,8 @@ def resolve_records(
     validate or patch, each record carries the computed ``new_val`` (and ``orig_val``: the
     value the compiler should have put in the instruction), ``mem_size`` when a load/store
     of that field would change size, and ``poison``/``error`` as libbpf decides them before
-    patching. ``prog`` is empty and ``insn`` equals ``sec_insn``.
+    patching. ``prog`` is empty and ``insn`` equals ``sec_insn``; each section counts as one
+    program for libbpf's failure semantics (an error excludes the rest of its section).
     """
     local = local_btf if isinstance(local_btf, Spec) else Spec(local_btf, name=".BTF")
     items: list[_Item] = []
@@ -985,21 +995,6 @@ def resolve_records(
         relo = CoreRelo(r.sec, r.insn_off, r.type_id, -1, r.kind, r.access, i, i, 0)
         items.append(_Item(relo, "", 0, 1 << 30))
     eng = _Engine(local, target, local.byte_order == "big")
-    cache: dict[int, list[tuple[BtfView, int]]] = {}
-    out: list[CoreRecord] = []
-    for item in items:
-        rec = _base_record(item, eng.lv)
-        try:
-            res, lspec, targ, n = eng.resolve(item.relo, cache, rec)
-            _fill(rec, res, lspec, targ, n)
-            rec.orig_val = None if res.poison else res.orig_val
-            if not res.poison and res.orig_sz != res.new_sz:
-                rec.mem_size = {"from": res.orig_sz, "to": res.new_sz}
-                if res.fail_memsz_adjust:
-                    rec.error = ("a load/store of this field would be poisoned: only pointers and "
-                                 "unsigned integers may change size")
-        except (_Fail, BTFError) as e:
-            rec.status = "error"
-            rec.error = str(e)
-        out.append(rec)
+    big = local.byte_order == "big"
+    out, _ = _run(eng, items, None, _insn_codec(big))
     return CoreResult(out)

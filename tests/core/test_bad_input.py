@@ -163,9 +163,11 @@ def test_records_entry_point_rejects_bad_records() -> None:
     with pytest.raises(CoreError, match="multiple of 8"):
         resolve_records(local, [RecordInput("s", 3, 1, "0", 8)], local)
     # Semantically bad but well-formed: a per-record error, like libbpf's.
-    r = resolve_records(local, [RecordInput("s", 0, 1, "0:1", 0), RecordInput("s", 8, 1, "x", 8),
-                                RecordInput("s", 16, 1, "0", 13)], local).records
-    assert [x.status for x in r] == ["error", "error", "error"]
+    r = resolve_records(local, [RecordInput("a", 0, 1, "0:1", 0), RecordInput("b", 8, 1, "x", 8),
+                                RecordInput("c", 16, 1, "0", 13), RecordInput("c", 24, 1, "0", 6)],
+                        local).records
+    assert [x.status for x in r] == ["error", "error", "error", "skipped"]
+    assert "unknown relocation kind 13" in (r[2].error or "")
 
 
 def test_random_corruption_never_escapes_the_error_hierarchy() -> None:

@@ -91,3 +91,17 @@ def test_totals_match_the_checker() -> None:
                 )
                 passed, failed = passed + ok, failed + (not ok)
     assert (passed, failed) == (2105, 0)
+
+
+@pytest.mark.parametrize("tname", list(TARGETS))
+def test_patched_programs_hold_libbpfs_instructions(tname: str) -> None:
+    exp = expected(tname)
+    for obj in OBJECTS:
+        res = resolve_object((CORE_DATA / "objs" / obj).read_bytes(), target(tname), want_patched=True)
+        failed = {(e["sec"], e["prog"]) for e in exp if e["obj"] == obj and e["status"] == "error"}
+        assert failed.isdisjoint(res.programs)
+        for e in (e for e in exp if e["obj"] == obj and e["new_insn"]):
+            insns = res.programs[(str(e["sec"]), str(e["prog"]))]
+            want = bytes.fromhex(str(e["new_insn"]))
+            at = 8 * int(str(e["insn"]))
+            assert insns[at : at + len(want)] == want, (tname, obj, e["prog"], e["insn"])
