@@ -144,11 +144,14 @@ def minimize(objects: Iterable[bytes | BpfObject], target: Spec | CoreTarget, *,
     Raises :class:`~btfd.core.ObjectError` for a malformed object."""
     core = target if isinstance(target, CoreTarget) else CoreTarget(target, max_types=0)
     spec = core.spec
-    marker = _Marker(BtfView(spec))
+    marker = _Marker(core.view)
     for obj in objects:
         sink: list[_Spec] = []
         resolve_object(obj, core, _sink=sink)
         for s in sink:
+            if s.view is not core.view:
+                raise CoreError("min BTF: a candidate comes from module BTF; minimize against "
+                                "one spec (a split module spec with its base) instead")
             marker.record(s)
     keep = sorted(marker.types)
     id_map = {old: i + 1 for i, old in enumerate(keep)}

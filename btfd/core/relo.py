@@ -116,6 +116,7 @@ class CoreRecord:
     target_type_name: str | None = None
     target_access: str | None = None
     target_bit_offset: int | None = None
+    target_btf: str | None = None
     error: str | None = None
     local_spec: str | None = None
     target_spec: str | None = None
@@ -709,24 +710,34 @@ class CoreTarget:
     bounded cache of decoded target types (``max_types``, oldest dropped first), so a daemon
     serving many ``ResolveCore`` calls against one spec does not decode ``task_struct`` each
     time. Holds no per-type state of the whole spec. Safe to share between threads (worst
-    case: a type decoded twice)."""
+    case: a type decoded twice).
 
-    def __init__(self, spec: Spec, *, max_types: int = 4096, max_names: int = 4096) -> None:
+    ``modules``: split specs over ``spec`` (kernel module BTF). As libbpf does with the running
+    kernel's modules, their own types are searched only when ``spec`` has no candidate, all
+    modules in the given order; a module candidate's TYPE_ID_TARGET is its id in that module.
+    """
+
+    def __init__(self, spec: Spec, *, modules: Sequence[Spec] = (), max_types: int = 4096,
+                 max_names: int = 4096) -> None:
         self.spec = spec
         self.view = BtfView(spec, limit=max_types)
+        self.modules = [(m, BtfView(m, limit=max_types)) for m in modules]
         self.max_names = max_names
-        self._cands: dict[tuple[str, frozenset[Kind]], list[int]] = {}
+        self._cands: dict[tuple[str, frozenset[Kind]], list[tuple[BtfView, int]]] = {}
 
-    def candidates(self, name: str, kinds: frozenset[Kind]) -> list[int]:
-        """Like :func:`find_candidates` for a local type called ``name`` of ``kinds``."""
+    def candidates(self, name: str, kinds: frozenset[Kind]) -> list[tuple[BtfView, int]]:
+        """bpf_core_find_cands() for a local type called ``name`` of ``kinds``: (view, id)."""
         key = (name, kinds)
-        ids = self._cands.get(key)
-        if ids is None:
-            ids = _find(self.spec, name, kinds)
+        found = self._cands.get(key)
+        if found is None:
+            found = [(self.view, i) for i in _find(self.spec, name, kinds)]
+            if not found:
+                for m, view in self.modules:
+                    found.extend((view, i) for i in m.find_essential(name, kinds) if i >= m.start_id)
             if len(self._cands) >= self.max_names:
                 BtfView._evict(self._cands)  # type: ignore[arg-type]
-            self._cands[key] = ids
-        return ids
+            self._cands[key] = found
+        return found
 
 
 class _Engine:
@@ -737,17 +748,17 @@ class _Engine:
         self.core = target if isinstance(target, CoreTarget) else CoreTarget(target, max_types=0)
         self.tv = self.core.view
         self.big_endian = big_endian
-        self._found: dict[int, list[int]] = {}  # name-index answers, reused across runs
+        self._found: dict[int, list[tuple[BtfView, int]]] = {}  # reused across restarts
         self.sink: list[_Spec] | None = None  # matching target specs, when minimizing
 
     def candidates(self, type_id: int) -> list[tuple[BtfView, int]]:
-        ids = self._found.get(type_id)
-        if ids is None:
+        found = self._found.get(type_id)
+        if found is None:
             t = self.lv.t(type_id)
             if not t.name:
                 raise _Fail("target candidate search failed: anonymous local type (-EINVAL)")
-            ids = self._found[type_id] = self.core.candidates(t.name, _kinds_for(t))
-        return [(self.tv, i) for i in ids]
+            found = self._found[type_id] = self.core.candidates(t.name, _kinds_for(t))
+        return list(found)
 
     def resolve(
         self, relo: CoreRelo, cache: dict[int, list[tuple[BtfView, int]]], rec: CoreRecord
@@ -803,6 +814,7 @@ def _base_record(item: _Item, lv: BtfView) -> CoreRecord:
 
 
 def _fill_target(rec: CoreRecord, targ: _Spec) -> None:
+    rec.target_btf = targ.view.spec.name or None
     rec.target_spec = _format_spec(targ)
     rec.target_type_id = targ.root_type_id
     rec.target_type_name = targ.view.name(targ.root_type_id)

@@ -188,3 +188,33 @@ def test_split_target(obj: tuple[str, bytes], tmp_path: Path) -> None:
     assert by_kind(recs, "FIELD_BYTE_OFFSET", "0:2").new_val == 8
     assert by_kind(recs, "TYPE_ID_TARGET").new_val == sid
     assert by_kind(recs, "TYPE_SIZE").new_val == 24
+
+
+def test_module_targets_searched_only_without_vmlinux_candidates(obj: tuple[str, bytes]) -> None:
+    from btfd.core import CoreTarget
+
+    arch, data = obj
+    order = "big" if arch == "bpfeb" else "little"
+    bb = BtfBuilder()
+    bb.int("int", 4, signed=True)
+    bb.int("long long", 8, signed=True)
+    base = Spec(bb.encode(order), name="vmlinux")
+    m1 = BtfBuilder(base=base)
+    m1.struct("unrelated", 4, [])
+    mod1 = Spec(m1.encode(order), base=base, name="mod1")
+    m2 = BtfBuilder(base=base)
+    sid = m2.struct("s", 16, [("c", 2, 0, 0)])
+    mod2 = Spec(m2.encode(order), base=base, name="mod2")
+    recs = resolve_object(data, CoreTarget(base, modules=[mod1, mod2])).records
+    off = by_kind(recs, "FIELD_BYTE_OFFSET", "0:2")
+    assert (off.new_val, off.target_btf, off.target_type_id) == (0, "mod2", sid)
+    assert by_kind(recs, "TYPE_ID_TARGET").new_val == sid
+    # With an 's' in vmlinux, modules are not looked at.
+    bb2 = BtfBuilder()
+    bb2.int("int", 4, signed=True)
+    i64 = bb2.int("long long", 8, signed=True)
+    bb2.struct("s", 24, [("c", i64, 128, 0)])
+    base2 = Spec(bb2.encode(order), name="vmlinux")
+    recs = resolve_object(data, CoreTarget(base2, modules=[mod2])).records
+    assert by_kind(recs, "FIELD_BYTE_OFFSET", "0:2").new_val == 16
+    assert by_kind(recs, "FIELD_BYTE_OFFSET", "0:2").target_btf == "vmlinux"
