@@ -17,7 +17,9 @@ from typing import Any, TextIO
 from ..btf import BTFError, Spec
 from . import EXIT_NOT_FOUND, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 
-__all__ = ["run", "run_local", "run_remote", "print_records", "exit_code", "load_target"]
+__all__ = [
+    "run", "run_local", "run_remote", "print_records", "exit_code", "load_target", "record_from_message",
+]
 
 
 def load_target(target: str, base: str | None) -> tuple[Spec, list[Any]]:
@@ -34,6 +36,20 @@ def load_target(target: str, base: str | None) -> tuple[Spec, list[Any]]:
     src = open_source(target)
     sources.append(src)
     return src.spec(base=base_spec, name=target), sources
+
+
+def record_from_message(m: Any) -> dict[str, Any]:
+    """A ``btfd.v1.CoreRelocation`` message as the dict :func:`print_records` prints (the
+    same keys as ``CoreRecord.to_dict()`` for the fields the RPC carries)."""
+    st = m.status
+    mem = {"from": m.mem_size_from, "to": m.mem_size_to} if m.mem_size_from or m.mem_size_to else None
+    return {
+        "sec": m.sec, "prog": m.prog, "insn": m.insn, "sec_insn": m.sec_insn, "kind": m.kind,
+        "type_id": m.type_id, "type_name": m.type_name, "access": m.access, "status": st,
+        "new_val": m.new_val if st == "ok" else None, "orig_val": m.orig_val if st == "ok" else None,
+        "mem_size": mem, "target_type_id": m.target_type_id or None,
+        "target_access": m.target_access or None, "error": m.error or None,
+    }
 
 
 def _records_as_dicts(records: Iterable[Any]) -> list[Mapping[str, Any]]:
@@ -72,7 +88,8 @@ def print_records(records: Iterable[Any], *, as_json: bool, out: TextIO | None =
     for r in recs:
         where = f"{r.get('prog') or r.get('sec')}+{r.get('insn')}"
         name = r.get("type_name") or "<anon>"
-        local = f"[{r.get('type_id')}] {r.get('type_kind', '')} {name} {r.get('access')}"
+        kind = r.get("type_kind")
+        local = f"[{r.get('type_id')}] {kind + ' ' if kind else ''}{name} {r.get('access')}"
         st = r.get("status", "")
         if st == "ok":
             what = f"= {_val(r.get('new_val'))}"
@@ -82,13 +99,14 @@ def print_records(records: Iterable[Any], *, as_json: bool, out: TextIO | None =
             tt = r.get("target_type_id")
             if tt:
                 tn, ta = r.get("target_type_name") or "", r.get("target_access") or ""
-                what += f"  <- [{tt}] {tn} {ta}".rstrip()
+                what += "  <- " + " ".join(x for x in (f"[{tt}]", tn, ta) if x)
         elif st == "poison":
             what = "poisoned (no match)"
         else:
             what = r.get("error") or ""
         rows.append((where, str(r.get("kind", "")), local, st, what))
-    w = [max(len(row[i]) for row in rows) for i in range(4)]
+    heads = ("PROG+INSN", "KIND", "LOCAL", "STATUS")
+    w = [max(len(heads[i]), *(len(row[i]) for row in rows)) for i in range(4)]
     out.write(f"{'PROG+INSN':<{w[0]}}  {'KIND':<{w[1]}}  {'LOCAL':<{w[2]}}  {'STATUS':<{w[3]}}  RESULT\n")
     for row in rows:
         out.write(f"{row[0]:<{w[0]}}  {row[1]:<{w[1]}}  {row[2]:<{w[2]}}  {row[3]:<{w[3]}}  {row[4]}\n")
