@@ -133,7 +133,10 @@ def run_local(obj_path: str, target: str, base: str | None, as_json: bool) -> in
             spec.base.close()
         return rc
     except BTFError as e:
-        print(f"btfctl core: {e}", file=sys.stderr)
+        hint = ""
+        if "string section does not start" in str(e) and not base:
+            hint = " (is the target split BTF, e.g. a module's? pass its --base)"
+        print(f"btfctl core: {e}{hint}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         for s in reversed(sources):

@@ -54,7 +54,10 @@ def run_local(objects: list[str], target: str, base: str | None, output: str) ->
         if spec.base is not None:
             spec.base.close()
     except BTFError as e:
-        print(f"btfctl min-btf: {e}", file=sys.stderr)
+        hint = ""
+        if "string section does not start" in str(e) and not base:
+            hint = " (is the target split BTF, e.g. a module's? pass its --base)"
+        print(f"btfctl min-btf: {e}{hint}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         for s in reversed(sources):
