@@ -423,6 +423,20 @@ class Spec:
                 yield self._decode(tid, o)
             o = self._step(o)
 
+    def iter_raw(self, start_id: int | None = None) -> Iterator[tuple[int, int, int, int]]:
+        """``(id, name_off, info, size_or_type)`` of own types from ``start_id`` on, walking the
+        records sequentially (cheap: nothing is decoded). For listings and filters."""
+        tid = self.start_id if start_id is None else max(start_id, self.start_id)
+        if tid >= self.next_id:
+            return
+        o = self._offset(tid)
+        data, rec, step = self._data, self._rec, self._step
+        while tid < self.next_id:
+            name_off, info, st = rec(data, o)
+            yield tid, name_off, info, st
+            o = step(o)
+            tid += 1
+
     def ids(self) -> range:
         """This spec's own type ids."""
         return range(self.start_id, self.next_id)
@@ -500,6 +514,12 @@ class Spec:
             ent[pos[b]] = w
             pos[b] += 1
         self._nx_dir, self._nx_ent = counts, ent
+
+    def build_name_index(self) -> None:
+        """Build the name index now instead of on the first lookup by name (daemons do this
+        before they report ready). Idempotent."""
+        if not self._nx_built:
+            self._build_name_index()
 
     def _own_named(self, ess: bytes) -> Iterator[tuple[int, bytes, int]]:
         """(absolute offset, full name, info) of own types whose essential name is ``ess``."""

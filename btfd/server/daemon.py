@@ -1,0 +1,234 @@
+"""The daemon's lifecycle: open specs, bind sockets, serve, shut down gracefully."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import logging
+import lzma
+import os
+import signal
+import tarfile
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from .. import __version__
+from ..btf import BTFError
+from ..source import SourceError
+from ..v1 import btfd_pb2, btfd_pb2_grpc
+from . import lifecycle
+from .fdpass import FdServer
+from .main import default_socket
+from .metrics import Metrics
+from .registry import Registry
+from .service import BtfService
+
+__all__ = ["Daemon", "StartupError"]
+
+log = logging.getLogger("btfd")
+MAX_UNIX_PATH = 107
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why and what to do."""
+
+
+def _parse_btf_args(values: list[str]) -> tuple[str | None, dict[str, str]]:
+    vmlinux: str | None = None
+    extra: dict[str, str] = {}
+    for v in values:
+        name, sep, path = v.partition("=")
+        if not sep:
+            if vmlinux is not None:
+                raise StartupError("--btf PATH (the vmlinux replacement) given twice")
+            vmlinux = v
+            continue
+        if not name or not path:
+            raise StartupError(f"--btf {v!r}: expected NAME=PATH")
+        if name == "vmlinux" or name.startswith("module/"):
+            raise StartupError(f"--btf {v!r}: the name {name!r} is reserved")
+        extra[name] = path
+    return vmlinux, extra
+
+
+def _btf_from_dir(btf_dir: str, release: str, scratch: str) -> str:
+    """btfhub layout: <release>.btf, or <release>.btf.tar.xz holding <release>.btf."""
+    plain = os.path.join(btf_dir, f"{release}.btf")
+    if os.path.exists(plain):
+        return plain
+    packed = os.path.join(btf_dir, f"{release}.btf.tar.xz")
+    if not os.path.exists(packed):
+        raise StartupError(f"the kernel has no BTF and {btf_dir} has neither {release}.btf "
+                           f"nor {release}.btf.tar.xz")
+    try:
+        with lzma.open(packed) as xz, tarfile.open(fileobj=io.BytesIO(xz.read())) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile() and m.name.endswith(".btf")), None)
+            if member is None:
+                raise StartupError(f"{packed} holds no .btf file")
+            f = tar.extractfile(member)
+            assert f is not None
+            out = os.path.join(scratch, f"{release}.btf")
+            with open(out, "wb") as o:
+                o.write(f.read())
+    except (OSError, lzma.LZMAError, tarfile.TarError) as exc:
+        raise StartupError(f"cannot unpack {packed}: {exc}") from exc
+    return out
+
+
+class Daemon:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.socket_path = os.path.abspath(args.socket or default_socket())
+        self.fd_path = os.path.abspath(args.fd_socket or self.socket_path + ".fd")
+        for p in (self.socket_path, self.fd_path):
+            if len(p.encode()) > MAX_UNIX_PATH:
+                raise StartupError(f"socket path too long for a Unix socket ({len(p)} bytes): {p}")
+        try:
+            lifecycle.claim_socket_path(self.socket_path)
+        except lifecycle.SocketInUse as exc:
+            raise StartupError(f"{exc}; stop it first, or choose another --socket") from exc
+        except OSError as exc:
+            raise StartupError(f"cannot use {self.socket_path}: {exc}") from exc
+        vmlinux, extra = _parse_btf_args(args.btf)
+        sysfs = args.sysfs_btf_dir
+        if vmlinux is None:
+            vmlinux = os.path.join(sysfs, "vmlinux")
+            if not os.path.exists(vmlinux) and args.btf_dir:
+                os.makedirs(os.path.dirname(self.socket_path), exist_ok=True)
+                vmlinux = _btf_from_dir(args.btf_dir, os.uname().release, os.path.dirname(self.socket_path))
+                log.info("the kernel has no BTF: serving %s from --btf-dir", vmlinux)
+        try:
+            self.specs = Registry(vmlinux_path=vmlinux, sysfs_dir=None if args.no_modules else sysfs,
+                                  extra=extra)
+        except SourceError as exc:
+            raise StartupError(f"{exc} (is this kernel built with CONFIG_DEBUG_INFO_BTF? "
+                               "use --btf PATH or --btf-dir DIR)") from exc
+        except BTFError as exc:
+            raise StartupError(f"cannot parse BTF: {exc}") from exc
+        vm = self.specs.vmlinux
+        assert vm.spec is not None and vm.source is not None
+        if vm.source.mode != "kernel-mmap" and vm.path.startswith("/sys/"):
+            log.warning("the kernel refused to map %s: serving it from one sealed memfd "
+                        "(mode %s)", vm.path, vm.source.mode)
+        vm.spec.build_name_index()  # so the first request by name is fast
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry, self.specs)
+        self._stop = asyncio.Event()
+        self._bound: list[str] = []
+
+    # ---------------------------------------------------------------- run
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        args = self.args
+        os.makedirs(os.path.dirname(self.socket_path), exist_ok=True)
+        metrics_server: Any = None
+        if args.metrics_address != "off":
+            host, _, port = args.metrics_address.rpartition(":")
+            try:
+                metrics_server = start_http_server(
+                    int(port), addr=host or "127.0.0.1", registry=self.registry
+                )
+            except (OSError, ValueError) as exc:
+                log.error("cannot serve metrics on %s: %s", args.metrics_address, exc)
+                return 1
+            bound = metrics_server[0].server_address if isinstance(metrics_server, tuple) else None
+            log.info("metrics on http://%s:%s/metrics", *(bound[:2] if bound else (host, port)))
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", args.max_request_bytes),
+            ("grpc.max_send_message_length", 64 << 20),
+        ])
+        service = BtfService(self.specs, self.metrics, fd_socket=self.fd_path)
+        btfd_pb2_grpc.add_BtfServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+        health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        names = (btfd_pb2.DESCRIPTOR.services_by_name["Btf"].full_name,
+                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+        try:
+            lifecycle.claim_socket_path(self.socket_path)
+            server.add_insecure_port(f"unix:{self.socket_path}")
+            await server.start()
+        except (lifecycle.SocketInUse, RuntimeError) as exc:
+            log.error("cannot serve on %s: %s", self.socket_path, exc)
+            return 1
+        self._bound.append(self.socket_path)
+        fd_server = FdServer(self.specs, self.metrics, allow_uids=set(args.allow_uid),
+                             allow_gids=set(args.allow_gid))
+        try:
+            adopted = lifecycle.listen_fds()
+            if adopted:
+                fd_sock = adopted[0]
+                log.info("fd socket adopted from systemd (fd %d)", fd_sock.fileno())
+            else:
+                fd_sock = lifecycle.bind_unix(self.fd_path)
+                self._bound.append(self.fd_path)
+            for p in self._bound:
+                lifecycle.set_socket_access(p, args.socket_mode, args.socket_group)
+        except (lifecycle.SocketInUse, OSError, ValueError) as exc:
+            log.error("cannot set up the fd socket %s: %s", self.fd_path, exc)
+            await server.stop(None)
+            self._remove_sockets()
+            return 1
+        await fd_server.start(fd_sock)
+        for svc in ("", names[0]):
+            await health.set(svc, health_pb2.HealthCheckResponse.SERVING)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._rescan)
+        rescan_task = loop.create_task(self._rescan_loop()) if args.module_rescan > 0 else None
+        vm = self.specs.vmlinux
+        assert vm.spec is not None and vm.source is not None
+        status = (f"serving {vm.spec.count} types ({vm.source.mode}) and "
+                  f"{len(self.specs.module_entries())} module specs on {self.socket_path}")
+        log.info("btfd %s ready: %s; fd socket %s", __version__, status, self.fd_path)
+        lifecycle.notify(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}")
+        await self._stop.wait()
+        lifecycle.notify("STOPPING=1\nSTATUS=draining in-flight requests")
+        log.info("stopping: draining in-flight requests (grace %.1fs)", args.grace_period)
+        for svc in ("", names[0]):
+            await health.set(svc, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if rescan_task is not None:
+            rescan_task.cancel()
+        await fd_server.close()
+        await server.stop(args.grace_period)
+        self._remove_sockets()
+        if isinstance(metrics_server, tuple):
+            metrics_server[0].shutdown()
+        self.specs.close()
+        log.info("stopped")
+        return 0
+
+    def _on_stop(self, sig: signal.Signals) -> None:
+        if not self._stop.is_set():
+            log.info("received %s", signal.Signals(sig).name)
+        self._stop.set()
+
+    def _rescan(self) -> None:
+        added, removed = self.specs.rescan_modules()
+        log.info("module rescan: %d added, %d removed", len(added), len(removed))
+
+    async def _rescan_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.args.module_rescan)
+            self.specs.rescan_modules()
+
+    def _remove_sockets(self) -> None:
+        for p in self._bound:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("cannot remove %s: %s", p, exc)
+        self._bound.clear()
+
+

@@ -1,0 +1,124 @@
+"""``btfd``: serve kernel BTF to every agent on the node.
+
+Start-up: map the BTF, build its name index, bind the gRPC socket and the fd socket, export
+metrics, tell systemd READY=1. SIGTERM/SIGINT: stop accepting, let in-flight requests finish
+within the grace period, remove the sockets, exit 0. SIGHUP: rescan module BTF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "build_parser", "default_socket"]
+
+log = logging.getLogger("btfd")
+
+EXAMPLES = """\
+examples:
+  btfd --socket /run/btfd/btfd.sock
+      serve /sys/kernel/btf/vmlinux (and module BTF, on first use) to every agent
+  btfd --socket ./btfd.sock --btf ./vmlinux-6.1.btf --metrics-address off
+      serve a BTF file (raw BTF or an ELF with .BTF) as the "vmlinux" spec
+  btfd --socket ./btfd.sock --btf fleet-6.1=./6.1.btf --btf fleet-6.12=./6.12.btf
+      serve extra specs by name beside this kernel's vmlinux (CO-RE answers for other kernels)
+
+clients:
+  btfctl --socket /run/btfd/btfd.sock lookup task_struct
+  the fd of a spec's blob: connect to <socket>.fd, write "vmlinux\\n" (docs/PROTOCOL.md)
+"""
+
+
+def default_socket() -> str:
+    if os.geteuid() == 0 or not os.environ.get("XDG_RUNTIME_DIR"):
+        return "/run/btfd/btfd.sock"
+    return os.path.join(os.environ["XDG_RUNTIME_DIR"], "btfd.sock")
+
+
+def _mode(s: str) -> int:
+    try:
+        v = int(s, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {s!r}") from None
+    if not 0 <= v <= 0o777:
+        raise argparse.ArgumentTypeError(f"mode out of range: {s!r}")
+    return v
+
+
+def _size(s: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    s = s.strip().lower().removesuffix("ib").removesuffix("b")
+    mult = units.get(s[-1:], 1)
+    try:
+        return int(s[:-1] if s[-1:] in units else s) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {s!r} (e.g. 16M)") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="btfd",
+        description="Map kernel BTF once, parse it lazily, and share it with every eBPF agent "
+        "on the node over gRPC (Unix socket) and fd passing (SCM_RIGHTS).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--socket", default=None,
+                   help="gRPC Unix socket (default: /run/btfd/btfd.sock as root, "
+                   "else $XDG_RUNTIME_DIR/btfd.sock)")
+    p.add_argument("--fd-socket", default=None, help="fd-passing socket (default: SOCKET.fd)")
+    p.add_argument("--btf", action="append", default=[], metavar="[NAME=]PATH",
+                   help="PATH: serve this file as 'vmlinux' instead of the kernel's; NAME=PATH: "
+                   "serve an extra spec (repeatable). Raw BTF or ELF with .BTF")
+    p.add_argument("--btf-dir", help="directory of <release>.btf / <release>.btf.tar.xz files "
+                   "(btfhub layout): used when the kernel has no BTF of its own")
+    p.add_argument("--sysfs-btf-dir", default="/sys/kernel/btf",
+                   help="where kernel BTF lives (vmlinux and module files; default %(default)s)")
+    p.add_argument("--no-modules", action="store_true", help="do not serve module BTF")
+    p.add_argument("--module-rescan", type=float, default=30.0, metavar="SECONDS",
+                   help="rescan module BTF this often (0: only on SIGHUP; default %(default)s)")
+    p.add_argument("--socket-mode", type=_mode, default=0o660, help="socket file mode (default 0660)")
+    p.add_argument("--socket-group", help="group owning the sockets (name or gid)")
+    p.add_argument("--allow-uid", type=int, action="append", default=[],
+                   help="only these uids may receive fds (repeatable; root always may)")
+    p.add_argument("--allow-gid", type=int, action="append", default=[],
+                   help="only these gids may receive fds (repeatable)")
+    p.add_argument("--metrics-address", default="127.0.0.1:9464",
+                   help="HOST:PORT for Prometheus metrics, or 'off' (default %(default)s)")
+    p.add_argument("--max-request-bytes", type=_size, default=16 << 20,
+                   help="largest request accepted (default 16M); larger: RESOURCE_EXHAUSTED")
+    p.add_argument("--grace-period", type=float, default=10.0,
+                   help="seconds in-flight requests get on SIGTERM (default %(default)s)")
+    p.add_argument("--log-level", default="info",
+                   choices=("debug", "info", "warning", "error"), help="default %(default)s")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from .daemon import Daemon, StartupError
+
+    try:
+        daemon = Daemon(args)
+    except StartupError as exc:
+        log.error("%s", exc)
+        return 1
+    import uvloop
+
+    try:
+        return uvloop.run(daemon.run())
+    except KeyboardInterrupt:  # pragma: no cover - handled by the signal handler
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

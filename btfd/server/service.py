@@ -1,0 +1,340 @@
+"""The gRPC servicer: thin. Each method turns a request into library calls; errors become
+status codes in :mod:`btfd.server.errors` only."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import functools
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from .. import __version__
+from ..btf import BTFError, BTFNotFoundError, BTFRangeError, Kind, Spec
+from ..v1 import btfd_pb2 as pb
+from ..v1 import btfd_pb2_grpc as pb_grpc
+from .convert import referenced_ids, type_to_pb
+from .errors import RequestError, status_for
+from .metrics import Metrics
+from .registry import Registry, SpecEntry
+
+__all__ = ["BtfService", "MAX_CHUNK", "MAX_PAGE", "MAX_REFERENCED"]
+
+log = logging.getLogger("btfd.service")
+
+MAX_CHUNK = 256 * 1024
+DEFAULT_PAGE = 1000
+MAX_PAGE = 10_000
+MAX_REFERENCED = 10_000  # types a LookupType with depth may return besides the matches
+_SIZED = frozenset({Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.DATASEC, Kind.FLOAT})
+
+R = TypeVar("R")
+
+
+def _c_formatter() -> Callable[[Spec, int], str] | None:
+    try:
+        from ..btf.format_c import format_type_c  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # pragma: no cover - the formatter ships with the library
+        return None
+    f: Callable[[Spec, int], str] = format_type_c
+    return f
+
+
+def _kind(value: int) -> Kind | None:
+    if value == 0:
+        return None
+    try:
+        return Kind(value)
+    except ValueError:
+        raise RequestError(f"unknown kind {value}") from None
+
+
+def unary(method: str) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
+    def deco(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        @functools.wraps(fn)
+        async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+            t0 = time.perf_counter()
+            try:
+                result = await fn(self, request, context)
+            except BTFError as exc:
+                code = status_for(exc)
+                self._done(method, code.name, t0)
+                await context.abort(code, str(exc))
+                raise  # unreachable: abort raises
+            except asyncio.CancelledError:
+                self._done(method, "CANCELLED", t0)
+                raise
+            except Exception as exc:
+                log.exception("%s failed", method)
+                self._done(method, "INTERNAL", t0)
+                await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
+                raise
+            self._done(method, "OK", t0)
+            return result
+
+        return wrapper
+
+    return deco
+
+def stream(method: str) -> Callable[[Callable[..., AsyncIterator[R]]], Callable[..., AsyncIterator[R]]]:
+    def deco(fn: Callable[..., AsyncIterator[R]]) -> Callable[..., AsyncIterator[R]]:
+        @functools.wraps(fn)
+        async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[R]:
+            t0 = time.perf_counter()
+            try:
+                async for item in fn(self, request, context):
+                    yield item
+            except BTFError as exc:
+                code = status_for(exc)
+                self._done(method, code.name, t0)
+                await context.abort(code, str(exc))
+                return
+            except asyncio.CancelledError:
+                self._done(method, "CANCELLED", t0)
+                raise
+            except Exception as exc:
+                log.exception("%s failed", method)
+                self._done(method, "INTERNAL", t0)
+                await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
+                return
+            self._done(method, "OK", t0)
+
+        return wrapper
+
+    return deco
+
+
+class BtfService(pb_grpc.BtfServicer):
+    """btfd.v1.Btf over a :class:`Registry`."""
+
+    def __init__(self, specs: Registry, metrics: Metrics, *, fd_socket: str) -> None:
+        self.specs = specs
+        self.metrics = metrics
+        self.fd_socket = fd_socket
+        self.c_decl = _c_formatter()
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _done(self, method: str, code: str, t0: float) -> None:
+        self.metrics.requests.labels(method, code).inc()
+        self.metrics.duration.labels(method).observe(time.perf_counter() - t0)
+
+    # ---------------------------------------------------------------- RPCs
+
+    @unary("GetInfo")
+    async def GetInfo(self, request: pb.GetInfoRequest, context: Any) -> pb.GetInfoResponse:
+        out = pb.GetInfoResponse(version=__version__, kernel_release=os.uname().release,
+                                 fd_socket=self.fd_socket)
+        for e in self.specs.entries():
+            out.specs.append(self.spec_info(e))
+        return out
+
+    def spec_info(self, e: SpecEntry) -> pb.SpecInfo:
+        info = pb.SpecInfo(name=e.name, path=e.path, base=e.base, loaded=e.loaded)
+        if e.spec is not None and e.source is not None:
+            info.size = e.source.size
+            info.type_count = e.spec.count
+            info.start_id = e.spec.start_id
+            info.byte_order = e.spec.byte_order
+            info.mode = e.source.mode
+            info.fd_socket = self.fd_socket if e.ro_fd >= 0 else ""
+            info.index_bytes.update(e.spec.index_bytes())
+        return info
+
+    @unary("LookupType")
+    async def LookupType(self, request: pb.LookupTypeRequest, context: Any) -> pb.LookupTypeResponse:
+        key = request.WhichOneof("key")
+        if key is None:
+            raise RequestError("LookupType needs a name or an id")
+        kind = _kind(request.kind)
+        found: list[tuple[SpecEntry, int]] = []
+        if key == "id":
+            e = self.specs.ensure(request.spec)
+            assert e.spec is not None
+            if request.id >= e.spec.next_id:
+                raise BTFNotFoundError(f"spec {e.name} has no type id {request.id} "
+                                       f"(last is {e.spec.next_id - 1})")
+            found.append((e, request.id))
+        else:
+            if not request.name:
+                raise RequestError("empty type name")
+            if request.all_specs:
+                entries = [self.specs.ensure("vmlinux")]
+                entries += [self.specs.ensure(m.name) for m in self.specs.module_entries()]
+            else:
+                entries = [self.specs.ensure(request.spec)]
+            for e in entries:
+                assert e.spec is not None
+                own_from = e.spec.start_id if request.all_specs and e.base else 0
+                found.extend((e, t) for t in e.spec.find_ids(request.name, kind) if t >= own_from)
+            if not found:
+                what = f"{kind.name.lower()} " if kind is not None else ""
+                raise BTFNotFoundError(f"no {what}type named {request.name!r} in "
+                                       f"{'any spec' if request.all_specs else entries[0].name}")
+        out = pb.LookupTypeResponse()
+        seen: set[tuple[str, int]] = set()
+        frontier: list[tuple[SpecEntry, int]] = []
+        for e, t in found:
+            assert e.spec is not None
+            ty = e.spec.type(t)
+            out.types.append(type_to_pb(e.spec, ty, e.name, self.c_decl))
+            seen.add((e.name, t))
+            frontier.append((e, t))
+        for _ in range(min(request.depth, 64)):
+            nxt: list[tuple[SpecEntry, int]] = []
+            for e, t in frontier:
+                assert e.spec is not None
+                for r in referenced_ids(e.spec.type(t)):
+                    if r and (e.name, r) not in seen and len(out.referenced) < MAX_REFERENCED:
+                        seen.add((e.name, r))
+                        out.referenced.append(type_to_pb(e.spec, e.spec.type(r), e.name, self.c_decl))
+                        nxt.append((e, r))
+            frontier = nxt
+        return out
+
+    @stream("ListTypes")
+    async def ListTypes(
+        self, request: pb.ListTypesRequest, context: Any
+    ) -> AsyncIterator[pb.ListTypesResponse]:
+        e = self.specs.ensure(request.spec)
+        spec = e.spec
+        assert spec is not None
+        kind = _kind(request.kind)
+        page = request.page_size or DEFAULT_PAGE
+        if page > MAX_PAGE:
+            raise RequestError(f"page_size {page} is over the maximum {MAX_PAGE}")
+        limit = request.limit or 0
+        match = request.match
+        pat = request.name
+        if match != pb.NAME_MATCH_ANY and not pat:
+            raise RequestError("a name match needs a name pattern")
+        want: Callable[[str], bool]
+        if match == pb.NAME_MATCH_EXACT:
+            want = pat.__eq__
+        elif match == pb.NAME_MATCH_PREFIX:
+            want = lambda n: n.startswith(pat)  # noqa: E731
+        elif match == pb.NAME_MATCH_GLOB:
+            want = re.compile(fnmatch.translate(pat), re.S).match  # type: ignore[assignment]
+        elif match == pb.NAME_MATCH_ANY:
+            want = lambda n: True  # noqa: E731
+        else:
+            raise RequestError(f"unknown name match {match}")
+        sent = 0
+        batch = pb.ListTypesResponse()
+        if match == pb.NAME_MATCH_EXACT:
+            ids = [t for t in spec.find_ids(pat, kind) if t >= max(request.start_id, spec.start_id)]
+            rows: Any = ((t, *spec.raw(t)) for t in ids)
+        else:
+            rows = spec.iter_raw(request.start_id or None)
+        for tid, name_off, info, st in rows:
+            k = (info >> 24) & 0x7F
+            if kind is not None and k != kind:
+                continue
+            name = spec.string(name_off) if name_off else ""
+            if match != pb.NAME_MATCH_ANY and not want(name):
+                continue
+            batch.types.append(pb.TypeSummary(id=tid, kind=k, name=name, size=st if k in _SIZED else 0))
+            sent += 1
+            if limit and sent >= limit:
+                break
+            if len(batch.types) >= page:
+                batch.next_start_id = tid + 1
+                yield batch
+                batch = pb.ListTypesResponse()
+                await asyncio.sleep(0)  # let other requests run between pages
+        if batch.types or sent == 0:
+            yield batch
+
+    @stream("ReadRaw")
+    async def ReadRaw(self, request: pb.ReadRawRequest, context: Any) -> AsyncIterator[pb.ReadRawResponse]:
+        e = self.specs.ensure(request.spec)
+        src = e.source
+        assert src is not None
+        end = request.offset + request.length
+        if request.offset > src.size or end > src.size:
+            raise BTFRangeError(f"range [{request.offset}, {end}) is outside {e.name}'s "
+                                f"{src.size} bytes")
+        chunk = min(request.chunk_size or MAX_CHUNK, MAX_CHUNK)
+        off = request.offset
+        while off < end:
+            n = min(chunk, end - off)
+            yield pb.ReadRawResponse(offset=off, data=bytes(src.data[off : off + n]))
+            off += n
+            await asyncio.sleep(0)
+
+    def _core_target(self, name: str, include_modules: bool) -> Any:
+        from ..core import CoreTarget
+
+        e = self.specs.ensure(name)
+        assert e.spec is not None
+        if include_modules and e.name == "vmlinux":
+            mods = [self.specs.spec(m.name) for m in self.specs.module_entries()]
+            return CoreTarget(e.spec, modules=mods)
+        if e.core_target is None:
+            e.core_target = CoreTarget(e.spec)
+        return e.core_target
+
+    @unary("ResolveCore")
+    async def ResolveCore(self, request: pb.ResolveCoreRequest, context: Any) -> pb.ResolveCoreResponse:
+        from ..core import RecordInput, parse_object, resolve_object, resolve_records
+
+        names = list(request.specs) or [request.spec or "vmlinux"]
+        which = request.WhichOneof("input")
+        if which is None:
+            raise RequestError("ResolveCore needs an object or records")
+        targets = [(n, self._core_target(n, request.include_modules)) for n in names]
+
+        def work() -> pb.ResolveCoreResponse:
+            out = pb.ResolveCoreResponse()
+            if which == "object":
+                obj = parse_object(request.object)
+                results = [(n, resolve_object(obj, t, want_patched=request.want_patched)) for n, t in targets]
+            else:
+                recs = [RecordInput(r.sec, r.insn_off, r.type_id, r.access, r.kind)
+                        for r in request.records.records]
+                results = [(n, resolve_records(request.records.local_btf, recs, t)) for n, t in targets]
+            for n, res in results:
+                cr = pb.CoreResult(spec=n, errors=res.errors)
+                for r in res.records:
+                    cr.relocations.append(core_record_to_pb(r))
+                for (sec, prog), insns in res.programs.items():
+                    cr.programs.append(pb.PatchedProgram(sec=sec, prog=prog, insns=insns))
+                out.results.append(cr)
+            return out
+
+        return await asyncio.to_thread(work)
+
+    @unary("MinimizeBtf")
+    async def MinimizeBtf(self, request: pb.MinimizeBtfRequest, context: Any) -> pb.MinimizeBtfResponse:
+        from ..core import minimize
+
+        if not request.objects:
+            raise RequestError("MinimizeBtf needs at least one object")
+        target = self._core_target(request.spec or "vmlinux", False)
+
+        def work() -> pb.MinimizeBtfResponse:
+            m = minimize(list(request.objects), target)
+            return pb.MinimizeBtfResponse(btf=m.btf, type_count=len(m.types))
+
+        return await asyncio.to_thread(work)
+
+
+def core_record_to_pb(r: Any) -> pb.CoreRelocation:
+    """A :class:`btfd.core.CoreRecord` as its protobuf message."""
+    ms = r.mem_size or {}
+    return pb.CoreRelocation(
+        sec=r.sec, prog=r.prog, insn=r.insn, sec_insn=r.sec_insn, kind=r.kind, type_id=r.type_id,
+        type_name=r.type_name, access=r.access, status=r.status,
+        new_val=(r.new_val or 0) & 0xFFFFFFFFFFFFFFFF,
+        orig_val=(r.orig_val or 0) & 0xFFFFFFFFFFFFFFFF,
+        mem_size_from=ms.get("from", 0), mem_size_to=ms.get("to", 0),
+        target_type_id=r.target_type_id or 0, target_access=r.target_access or "",
+        error=r.error or "",
+    )
+
