@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
-import lzma
 import json
+import lzma
 import urllib.request
 from pathlib import Path
 
