@@ -124,8 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.socket is None:
         args.socket = default_socket()
     mod = importlib.import_module(f"btfd.cli.cmd_{args.command.replace('-', '_')}")
+    from ._rpc import CliExit
+
     try:
         rc: int = mod.run(args)
+    except CliExit as exc:
+        print(f"btfctl {args.command}: {exc}", file=sys.stderr)
+        return exc.code
     except BrokenPipeError:
         # Output piped into `head` and closed: not an error worth a traceback.
         devnull = os.open(os.devnull, os.O_WRONLY)

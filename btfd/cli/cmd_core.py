@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from ..btf import BTFError, Spec
-from . import EXIT_NOT_FOUND, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from . import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 
 __all__ = [
     "run", "run_local", "run_remote", "print_records", "exit_code", "load_target", "record_from_message",
@@ -147,14 +147,53 @@ def run_local(obj_path: str, target: str, base: str | None, as_json: bool) -> in
 
 
 def run_remote(args: argparse.Namespace) -> int:
-    """Ask the daemon (ResolveCore). The daemon client is wired by the server/CLI side; until
-    then this explains how to work locally."""
-    print(
-        "btfctl core: asking the daemon is not available in this build; "
-        "pass --target FILE (e.g. --target /sys/kernel/btf/vmlinux) to resolve locally",
-        file=sys.stderr,
-    )
-    return EXIT_UNREACHABLE
+    """Ask the daemon (ResolveCore) against ``--spec``, or every served spec with --all-specs."""
+    from ._rpc import client, guard
+
+    try:
+        with open(args.object, "rb") as f:
+            obj = f.read()
+    except OSError as e:
+        print(f"btfctl core: cannot read {args.object}: {e.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    c = client(args)
+    try:
+        specs = [args.spec]
+        if args.all_specs:
+            specs = [s.name for s in guard(args, c.get_info).specs if not s.name.startswith("module/")]
+        resp = guard(args, lambda: c.resolve_core(obj, specs=specs))
+    finally:
+        c.close()
+    if len(resp.results) == 1:
+        return print_records([record_from_message(m) for m in resp.results[0].relocations], as_json=args.json)
+    return print_matrix(resp.results, as_json=args.json)
+
+
+def print_matrix(results: Any, *, as_json: bool, out: TextIO | None = None) -> int:
+    """The fleet view: every relocation's verdict on every spec (one column a kernel)."""
+    out = out or sys.stdout
+    rows = [[record_from_message(m) for m in r.relocations] for r in results]
+    names = [r.spec for r in results]
+    if as_json:
+        for i, first in enumerate(rows[0]):
+            verdicts = {n: {k: rows[j][i][k] for k in ("status", "new_val", "error")}
+                        for j, n in enumerate(names)}
+            out.write(json.dumps({k: first[k] for k in ("sec", "prog", "insn", "kind", "type_name", "access")}
+                                 | {"verdicts": verdicts}) + "\n")
+    else:
+        head = f"{'prog':<24} {'insn':>5} {'kind':<18} {'type':<20} {'access':<10} "
+        out.write(head + " ".join(f"{n[:16]:>16}" for n in names) + "\n")
+        for i, first in enumerate(rows[0]):
+            cells = []
+            for j in range(len(names)):
+                r = rows[j][i]
+                cells.append(f"{(str(r['new_val']) if r['status'] == 'ok' else r['status'])[:16]:>16}")
+            out.write(f"{first['prog'][:24]:<24} {first['insn']:>5} {first['kind'][:18]:<18} "
+                      f"{first['type_name'][:20]:<20} {first['access'][:10]:<10} " + " ".join(cells) + "\n")
+        broken = [n for j, n in enumerate(names) if any(r["status"] == "error" for r in rows[j])]
+        out.write(f"loads on: {', '.join(n for n in names if n not in broken) or 'none'}"
+                  + (f"; fails on: {', '.join(broken)}" if broken else "") + "\n")
+    return 1 if any(r.errors for r in results) else 0
 
 
 def run(args: argparse.Namespace) -> int:

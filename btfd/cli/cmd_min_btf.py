@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from ..btf import BTFError
-from . import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from . import EXIT_OK, EXIT_USAGE
 
 __all__ = ["run", "run_local", "run_remote", "write_output"]
 
@@ -69,13 +69,23 @@ def run_local(objects: list[str], target: str, base: str | None, output: str) ->
 
 
 def run_remote(args: argparse.Namespace) -> int:
-    """Ask the daemon (MinimizeBtf); wired by the server/CLI side."""
-    print(
-        "btfctl min-btf: asking the daemon is not available in this build; "
-        "pass --target FILE to work locally",
-        file=sys.stderr,
-    )
-    return EXIT_UNREACHABLE
+    """Ask the daemon (MinimizeBtf) against ``--spec``."""
+    from ._rpc import client, guard
+
+    objs = []
+    for path in args.objects:
+        try:
+            with open(path, "rb") as f:
+                objs.append(f.read())
+        except OSError as e:
+            print(f"btfctl min-btf: cannot read {path}: {e.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    c = client(args)
+    try:
+        resp = guard(args, lambda: c.minimize_btf(objs, spec=args.spec))
+    finally:
+        c.close()
+    return write_output(args.output, resp.btf, resp.type_count)
 
 
 def run(args: argparse.Namespace) -> int:

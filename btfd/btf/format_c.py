@@ -1,0 +1,627 @@
+"""C declarations from BTF, byte-identical to ``bpftool btf dump file F format c``
+(bpftool 7.1 with libbpf 1.1's btf_dump.c).
+
+The semantics are libbpf 1.1's: a topological ordering pass that queues named
+structs/unions/enums/typedefs after what they embed (forward declarations break pointer
+cycles), an emit pass with a small state machine per type, names deduplicated with
+``___N`` suffixes in first-use order (tags and identifiers in separate namespaces),
+anonymous types inlined, bit padding and ``__attribute__((packed))`` inferred from the
+layout. Per-type state lives in ``bytearray``s indexed by id; types are decoded on demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from . import types as T
+from .errors import BTFError, BTFFormatError
+from .kinds import Kind
+from .spec import Spec
+
+__all__ = ["dump_c", "format_type_c", "CDumper", "HEADER", "FOOTER"]
+
+HEADER = (
+    "#ifndef __VMLINUX_H__\n#define __VMLINUX_H__\n\n"
+    "#ifndef BPF_NO_PRESERVE_ACCESS_INDEX\n"
+    "#pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)\n"
+    "#endif\n\n"
+)
+FOOTER = (
+    "#ifndef BPF_NO_PRESERVE_ACCESS_INDEX\n#pragma clang attribute pop\n#endif\n\n"
+    "#endif /* __VMLINUX_H__ */\n"
+)
+
+# order/emit states (btf_dump.c)
+_NOT, _ING, _DONE = 0, 1, 2
+_MAX_DEPTH = 1024  # recursion guard for malformed chains
+
+# GCC emits typedefs to its internal __PolyX_t types for Arm SVE: libbpf aliases them
+# (btf_dump_emit_missing_aliases).
+_MISSING_ALIASES = {
+    "__Poly8_t": "unsigned char",
+    "__Poly16_t": "unsigned short",
+    "__Poly64_t": "unsigned long long",
+    "__Poly128_t": "unsigned __int128",
+}
+_PREFIXES = "\t" * 12
+
+
+def _pfx(lvl: int) -> str:
+    return _PREFIXES if lvl >= len(_PREFIXES) else "\t" * lvl
+
+
+def _chip_away_bits(total: int, at_most: int) -> int:
+    return total % at_most or at_most
+
+
+class CDumper:
+    """libbpf's ``struct btf_dump`` for one spec (split specs include their base)."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        n = spec.next_id
+        self.n = n
+        self.order_state = bytearray(n)
+        self.emit_state = bytearray(n)
+        self.fwd_emitted = bytearray(n)
+        self.referenced = bytearray(n)
+        self.name_resolved = bytearray(n)
+        self.cached_names: dict[int, str] = {}
+        self.type_names: dict[str, int] = {}
+        self.ident_names: dict[str, int] = {}
+        self.ptr_sz = spec.ptr_size
+        self.out: list[str] = []
+        self._mark_referenced()
+
+    # ---------------------------------------------------------------- helpers
+
+    def t(self, tid: int) -> T.Type:
+        return self.spec.type(tid)
+
+    def kind(self, tid: int) -> int:
+        return 0 if tid == 0 else (self.spec.raw(tid)[1] >> 24) & 0x7F
+
+    def _mark_referenced(self) -> None:
+        """btf_dump_mark_referenced(): every type some other type points at."""
+        ref = self.referenced
+        simple = {Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.PTR, Kind.TYPEDEF, Kind.FUNC,
+                  Kind.VAR, Kind.DECL_TAG, Kind.TYPE_TAG}
+        specs = []
+        s: Spec | None = self.spec
+        while s is not None:
+            specs.append(s)
+            s = s.base
+        for sp in reversed(specs):
+            for tid, _name_off, info, st in sp.iter_raw():
+                k = (info >> 24) & 0x7F
+                if k in simple:
+                    if st < self.n:
+                        ref[st] = 1
+                elif k in (Kind.ARRAY, Kind.STRUCT, Kind.UNION, Kind.FUNC_PROTO, Kind.DATASEC):
+                    t = sp.type(tid)
+                    if isinstance(t, T.Array):
+                        ref[t.index_type] = 1
+                        ref[t.type] = 1
+                    elif isinstance(t, (T.Struct, T.Union)):
+                        for m in t.members:
+                            ref[m.type] = 1
+                    elif isinstance(t, T.FuncProto):
+                        for p in t.params:
+                            ref[p.type] = 1
+                    elif isinstance(t, T.Datasec):
+                        for v in t.vars:
+                            ref[v.type] = 1
+
+    def _name_dups(self, names: dict[str, int], name: str) -> int:
+        c = names.get(name, 0) + 1
+        names[name] = c
+        return c
+
+    def _resolve_name(self, tid: int, names: dict[str, int]) -> str:
+        """btf_dump_resolve_name(): first use decides the ``___N`` suffix."""
+        name_off, info, _ = self.spec.raw(tid)
+        if name_off == 0:
+            return ""
+        orig = self.spec.string(name_off)
+        if self.name_resolved[tid]:
+            return self.cached_names.get(tid, orig)
+        k = (info >> 24) & 0x7F
+        vlen = info & 0xFFFF
+        if k == Kind.FWD or (k == Kind.ENUM and vlen == 0):
+            self.name_resolved[tid] = 1
+            return orig
+        dup = self._name_dups(names, orig)
+        if dup > 1:
+            self.cached_names[tid] = f"{orig}___{dup}"
+        self.name_resolved[tid] = 1
+        return self.cached_names.get(tid, orig)
+
+    def type_name(self, tid: int) -> str:
+        return self._resolve_name(tid, self.type_names)
+
+    def ident_name(self, tid: int) -> str:
+        return self._resolve_name(tid, self.ident_names)
+
+    def is_blacklisted(self, tid: int) -> bool:
+        name_off = self.spec.raw(tid)[0]
+        return name_off != 0 and self.spec.string(name_off) == "__builtin_va_list"
+
+    # ---------------------------------------------------------------- ordering
+
+    def dump_type(self, tid: int) -> None:
+        """btf_dump__dump_type(): emit ``tid`` and whatever it needs first."""
+        queue: list[int] = []
+        self._order(tid, False, queue, 0)
+        for q in queue:
+            self._emit(q, 0, 0)
+
+    def _order(self, tid: int, through_ptr: bool, queue: list[int], depth: int) -> int:
+        """btf_dump_order_type(): 1 when the reference is 'strong' (needs a definition)."""
+        if depth > _MAX_DEPTH:
+            raise BTFFormatError(f"type chain through [{tid}] too deep to order")
+        st = self.order_state
+        if st[tid] == _DONE:
+            return 1
+        if tid == 0:
+            return 0
+        name_off, info, size_type = self.spec.raw(tid)
+        k = (info >> 24) & 0x7F
+        if st[tid] == _ING:
+            if k in (Kind.STRUCT, Kind.UNION) and through_ptr and name_off != 0:
+                return 0
+            raise BTFFormatError(f"unsatisfiable type cycle, id:[{tid}]")
+        d = depth + 1
+        if k in (Kind.INT, Kind.FLOAT):
+            st[tid] = _DONE
+            return 0
+        if k == Kind.PTR:
+            r = self._order(size_type, True, queue, d)
+            st[tid] = _DONE
+            return r
+        if k == Kind.ARRAY:
+            a = self.t(tid)
+            assert isinstance(a, T.Array)
+            return self._order(a.type, False, queue, d)
+        if k in (Kind.STRUCT, Kind.UNION):
+            if through_ptr and name_off != 0:
+                return 0
+            st[tid] = _ING
+            c = self.t(tid)
+            assert isinstance(c, (T.Struct, T.Union))
+            for m in c.members:
+                self._order(m.type, False, queue, d)
+            if name_off != 0:
+                queue.append(tid)
+            st[tid] = _DONE
+            return 1
+        if k in (Kind.ENUM, Kind.ENUM64, Kind.FWD):
+            if name_off != 0 or not self.referenced[tid]:
+                queue.append(tid)
+            st[tid] = _DONE
+            return 1
+        if k == Kind.TYPEDEF:
+            strong = self._order(size_type, through_ptr, queue, d)
+            if through_ptr and not strong:
+                return 0
+            queue.append(tid)
+            st[tid] = _DONE
+            return 1
+        if k in (Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG):
+            return self._order(size_type, through_ptr, queue, d)
+        if k == Kind.FUNC_PROTO:
+            fp = self.t(tid)
+            assert isinstance(fp, T.FuncProto)
+            strong = self._order(fp.return_type, through_ptr, queue, d) > 0
+            for p in fp.params:
+                if self._order(p.type, through_ptr, queue, d) > 0:
+                    strong = True
+            return 1 if strong else 0
+        if k in (Kind.FUNC, Kind.VAR, Kind.DATASEC, Kind.DECL_TAG):
+            st[tid] = _DONE
+            return 0
+        raise BTFFormatError(f"type [{tid}] of unexpected kind {k} while ordering")
+
+    # ---------------------------------------------------------------- emitting
+
+    def _emit(self, tid: int, cont_id: int, depth: int) -> None:
+        """btf_dump_emit_type()."""
+        if depth > _MAX_DEPTH:
+            raise BTFFormatError(f"type chain through [{tid}] too deep to emit")
+        es = self.emit_state
+        if tid == 0 or es[tid] == _DONE:
+            return
+        top = cont_id == 0
+        name_off, info, size_type = self.spec.raw(tid)
+        k = (info >> 24) & 0x7F
+        w = self.out.append
+        if es[tid] == _ING:
+            if self.fwd_emitted[tid]:
+                return
+            if k in (Kind.STRUCT, Kind.UNION):
+                if tid == cont_id or name_off == 0:
+                    return
+                self._struct_fwd(tid, k)
+                w(";\n\n")
+                self.fwd_emitted[tid] = 1
+            elif k == Kind.TYPEDEF:
+                if not self.is_blacklisted(tid):
+                    self._typedef_def(tid, size_type, 0)
+                    w(";\n\n")
+                self.fwd_emitted[tid] = 1
+            return
+        d = depth + 1
+        if k == Kind.INT:
+            alias = _MISSING_ALIASES.get(self.type_name(tid)) if name_off else None
+            if alias is not None:
+                w(f"typedef {alias} {self.type_name(tid)};\n\n")
+            es[tid] = _DONE
+        elif k in (Kind.ENUM, Kind.ENUM64):
+            if top:
+                self._enum_def(tid, 0)
+                w(";\n\n")
+            es[tid] = _DONE
+        elif k in (Kind.PTR, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG):
+            self._emit(size_type, cont_id, d)
+        elif k == Kind.ARRAY:
+            a = self.t(tid)
+            assert isinstance(a, T.Array)
+            self._emit(a.type, cont_id, d)
+        elif k == Kind.FWD:
+            self._fwd_def(tid, info)
+            w(";\n\n")
+            es[tid] = _DONE
+        elif k == Kind.TYPEDEF:
+            es[tid] = _ING
+            self._emit(size_type, tid, d)
+            if not self.fwd_emitted[tid] and not self.is_blacklisted(tid):
+                self._typedef_def(tid, size_type, 0)
+                w(";\n\n")
+            es[tid] = _DONE
+        elif k in (Kind.STRUCT, Kind.UNION):
+            es[tid] = _ING
+            if top or name_off == 0:
+                c = self.t(tid)
+                assert isinstance(c, (T.Struct, T.Union))
+                new_cont = cont_id if name_off == 0 else tid
+                for m in c.members:
+                    self._emit(m.type, new_cont, d)
+            elif not self.fwd_emitted[tid] and tid != cont_id:
+                self._struct_fwd(tid, k)
+                w(";\n\n")
+                self.fwd_emitted[tid] = 1
+            if top:
+                self._struct_def(tid, 0)
+                w(";\n\n")
+                es[tid] = _DONE
+            else:
+                es[tid] = _NOT
+        elif k == Kind.FUNC_PROTO:
+            fp = self.t(tid)
+            assert isinstance(fp, T.FuncProto)
+            self._emit(fp.return_type, cont_id, d)
+            for p in fp.params:
+                self._emit(p.type, cont_id, d)
+
+    def _struct_fwd(self, tid: int, k: int) -> None:
+        name = self.type_name(tid)
+        self.out.append(("struct" if k == Kind.STRUCT else "union") + (" " if name else "") + name)
+
+    def _fwd_def(self, tid: int, info: int) -> None:
+        self.out.append(("union " if info >> 31 else "struct ") + self.type_name(tid))
+
+    def _typedef_def(self, tid: int, target: int, lvl: int) -> None:
+        name = self.ident_name(tid)
+        if target == 0 and name == "__gnuc_va_list":
+            self.out.append("typedef __builtin_va_list __gnuc_va_list")
+            return
+        self.out.append("typedef ")
+        self._type_decl(target, name, lvl)
+
+    def _enum_def(self, tid: int, lvl: int) -> None:
+        e = self.t(tid)
+        assert isinstance(e, T.Enum)
+        name = self.type_name(tid) if e.name else ""
+        w = self.out.append
+        w("enum" + (" " if e.name else "") + name)
+        if not e.values:
+            return
+        w(" {")
+        p = _pfx(lvl + 1)
+        for v in e.values:
+            dup = self._name_dups(self.ident_names, v.name)
+            vn = f"{v.name}___{dup}" if dup > 1 else v.name
+            if e.is64:
+                val = v.value & 0xFFFFFFFFFFFFFFFF
+                if e.signed:
+                    val = val - (1 << 64) if val >= 1 << 63 else val
+                    w(f"\n{p}{vn} = {val}LL,")
+                else:
+                    w(f"\n{p}{vn} = {val}ULL,")
+            else:
+                val = v.value & 0xFFFFFFFF
+                if e.signed:
+                    val = val - (1 << 32) if val >= 1 << 31 else val
+                w(f"\n{p}{vn} = {val},")
+        w(f"\n{_pfx(lvl)}}}")
+
+    def _is_packed(self, t: T.Struct) -> bool:
+        """libbpf 1.1's btf_is_struct_packed(): a non-bitfield member off its natural
+        alignment, or a size that is not a multiple of the largest member alignment."""
+        spec = self.spec
+        max_align = 1
+        for m in t.members:
+            a = spec.align_of(m.type)
+            if a and m.bitfield_size == 0 and m.bit_offset % (8 * a):
+                return True
+            max_align = max(a, max_align)
+        return t.size % max_align != 0
+
+    def _bit_padding(self, cur_off: int, next_off: int, next_align: int, in_bitfield: bool,
+                     lvl: int) -> None:
+        """libbpf 1.1's btf_dump_emit_bit_padding(): align with the largest of long, int,
+        short, char that fits (``type: 0`` markers where the compiler would not align by
+        itself), then fill the rest with full-size markers and one smallest remainder."""
+        if cur_off >= next_off:
+            return
+        pads = (("long", self.ptr_sz * 8), ("int", 32), ("short", 16), ("char", 8))
+        w = self.out.append
+        # The largest padding type whose next boundary is still within the gap (char always).
+        for pad in pads:
+            new_off = -(-cur_off // pad[1]) * pad[1]
+            if new_off <= next_off:
+                break
+        pad_type, pad_bits = pad
+        if cur_off < new_off <= next_off:
+            if (
+                in_bitfield
+                or (new_off == next_off and -(-cur_off // (next_align * 8)) * next_align * 8 != new_off)
+                or (new_off != next_off and next_off - new_off <= new_off - cur_off)
+            ):
+                w(f"\n{_pfx(lvl)}{pad_type}: {new_off - cur_off if in_bitfield else 0};")
+            cur_off = new_off
+        while cur_off != next_off:
+            bits = min(next_off - cur_off, pad_bits)
+            if bits == pad_bits:
+                w(f"\n{_pfx(lvl)}{pad_type}: {pad_bits};")
+                cur_off += bits
+                continue
+            for ptype, pbits in reversed(pads):
+                if pbits < bits:
+                    continue
+                w(f"\n{_pfx(lvl)}{ptype}: {bits};")
+                cur_off += bits
+                break
+
+    def _struct_def(self, tid: int, lvl: int) -> None:
+        t = self.t(tid)
+        assert isinstance(t, (T.Struct, T.Union))
+        is_struct = isinstance(t, T.Struct)
+        packed = self._is_packed(t) if isinstance(t, T.Struct) else False
+        spec = self.spec
+        align = 1 if packed else spec.align_of(tid)
+        name = self.type_name(tid) if t.name else ""
+        w = self.out.append
+        w(("struct" if is_struct else "union") + (" " if t.name else "") + name + " {")
+        off = 0
+        prev_bitfield = False
+        p = _pfx(lvl + 1)
+        for m in t.members:
+            m_align = 1 if packed else spec.align_of(m.type)
+            in_bitfield = prev_bitfield and m.bitfield_size != 0
+            self._bit_padding(off, m.bit_offset, m_align, in_bitfield, lvl + 1)
+            w(f"\n{p}")
+            self._type_decl(m.type, m.name, lvl + 1)
+            if m.bitfield_size:
+                w(f": {m.bitfield_size}")
+                off = m.bit_offset + m.bitfield_size
+                prev_bitfield = True
+            else:
+                try:
+                    sz = max(0, spec.size_of(m.type))
+                except BTFError:
+                    sz = 0
+                off = m.bit_offset + sz * 8
+                prev_bitfield = False
+            w(";")
+        if is_struct:
+            self._bit_padding(off, t.size * 8, align, False, lvl + 1)
+        # `struct empty {}` stays on one line.
+        if t.members or t.size:
+            w(f"\n{_pfx(lvl)}}}")
+        else:
+            w("}")
+        if packed:
+            w(" __attribute__((packed))")
+
+    # ---------------------------------------------------------------- declarators
+
+    def _type_decl(self, tid: int, fname: str, lvl: int) -> None:
+        """btf_dump_emit_type_decl(): build the declarator stack, then emit the chain."""
+        stack: list[int] = []
+        spec = self.spec
+        for _ in range(_MAX_DEPTH):
+            stack.append(tid)
+            if tid == 0:
+                break
+            _, info, st = spec.raw(tid)
+            k = (info >> 24) & 0x7F
+            if k in (Kind.PTR, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.FUNC_PROTO, Kind.TYPE_TAG):
+                tid = st if k != Kind.FUNC_PROTO else st
+            elif k == Kind.ARRAY:
+                a = self.t(tid)
+                assert isinstance(a, T.Array)
+                tid = a.type
+            else:
+                break
+        else:
+            raise BTFFormatError(f"declarator chain through [{tid}] too long")
+        self._type_chain(stack, fname, lvl)
+
+    def _emit_mods(self, stack: list[int]) -> None:
+        w = self.out.append
+        while stack:
+            k = self.kind(stack[-1])
+            if k == Kind.VOLATILE:
+                w("volatile ")
+            elif k == Kind.CONST:
+                w("const ")
+            elif k == Kind.RESTRICT:
+                w("restrict ")
+            else:
+                return
+            stack.pop()
+
+    def _drop_mods(self, stack: list[int]) -> None:
+        while stack and self.kind(stack[-1]) in (Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG):
+            stack.pop()
+
+    def _emit_name(self, name: str, last_was_ptr: bool) -> None:
+        self.out.append((" " if name and not last_was_ptr else "") + name)
+
+    def _type_chain(self, stack: list[int], fname: str, lvl: int) -> None:
+        """btf_dump_emit_type_chain()."""
+        w = self.out.append
+        last_was_ptr = True
+        spec = self.spec
+        while stack:
+            tid = stack.pop()
+            if tid == 0:
+                self._emit_mods(stack)
+                w("void")
+                last_was_ptr = False
+                continue
+            name_off, info, _st = spec.raw(tid)
+            k = (info >> 24) & 0x7F
+            if k in (Kind.INT, Kind.FLOAT):
+                self._emit_mods(stack)
+                w(spec.string(name_off))
+            elif k in (Kind.STRUCT, Kind.UNION):
+                self._emit_mods(stack)
+                if name_off == 0:
+                    self._struct_def(tid, lvl)
+                else:
+                    self._struct_fwd(tid, k)
+            elif k in (Kind.ENUM, Kind.ENUM64):
+                self._emit_mods(stack)
+                if name_off == 0:
+                    self._enum_def(tid, lvl)
+                else:
+                    w("enum " + self.type_name(tid))
+            elif k == Kind.FWD:
+                self._emit_mods(stack)
+                self._fwd_def(tid, info)
+            elif k == Kind.TYPEDEF:
+                self._emit_mods(stack)
+                w(self.ident_name(tid))
+            elif k == Kind.PTR:
+                w("*" if last_was_ptr else " *")
+            elif k == Kind.VOLATILE:
+                w(" volatile")
+            elif k == Kind.CONST:
+                w(" const")
+            elif k == Kind.RESTRICT:
+                w(" restrict")
+            elif k == Kind.TYPE_TAG:
+                self._emit_mods(stack)
+                w(f' __attribute__((btf_type_tag("{spec.string(name_off)}")))')
+            elif k == Kind.ARRAY:
+                a = self.t(tid)
+                assert isinstance(a, T.Array)
+                self._drop_mods(stack)
+                if not stack:
+                    self._emit_name(fname, last_was_ptr)
+                    w(f"[{a.nelems}]")
+                    return
+                multidim = self.kind(stack[-1]) == Kind.ARRAY
+                if fname and not last_was_ptr:
+                    w(" ")
+                if not multidim:
+                    w("(")
+                self._type_chain(stack, fname, lvl)
+                if not multidim:
+                    w(")")
+                w(f"[{a.nelems}]")
+                return
+            elif k == Kind.FUNC_PROTO:
+                fp = self.t(tid)
+                assert isinstance(fp, T.FuncProto)
+                self._drop_mods(stack)
+                if stack:
+                    w(" (")
+                    self._type_chain(stack, fname, lvl)
+                    w(")")
+                else:
+                    self._emit_name(fname, last_was_ptr)
+                w("(")
+                ps = fp.params
+                if not ps or (len(ps) == 1 and ps[0].type == 0):
+                    w("void)")
+                    return
+                for i, prm in enumerate(ps):
+                    if i > 0:
+                        w(", ")
+                    if i == len(ps) - 1 and prm.type == 0:
+                        w("...")
+                        break
+                    self._type_decl(prm.type, prm.name, lvl)
+                w(")")
+                return
+            else:
+                return
+            last_was_ptr = k == Kind.PTR
+        self._emit_name(fname, last_was_ptr)
+
+    def take(self) -> str:
+        s = "".join(self.out)
+        self.out.clear()
+        return s
+
+
+def dump_c(spec: Spec) -> Iterator[str]:
+    """The whole spec (a split spec with its base) as bpftool 7.1's ``format c`` prints it,
+    in pieces (join them for the text)."""
+    d = CDumper(spec)
+    yield HEADER
+    for tid in range(1, spec.next_id):
+        d.dump_type(tid)
+        if d.out:
+            yield d.take()
+    yield FOOTER
+
+
+def format_type_c(spec: Spec, tid: int) -> str:
+    """One type's C declaration as it stands in bpftool's full dump: structs, unions, enums,
+    typedefs and forward declarations exactly as that block (anonymous members inlined);
+    a FUNC as its prototype; a VAR as a declaration; other kinds as a type name."""
+    d = CDumper(spec)
+    if tid == 0:
+        return "void\n"
+    k = d.kind(tid)
+    if k in (Kind.STRUCT, Kind.UNION):
+        d._struct_def(tid, 0)
+        d.out.append(";\n\n")
+    elif k in (Kind.ENUM, Kind.ENUM64):
+        d._enum_def(tid, 0)
+        d.out.append(";\n\n")
+    elif k == Kind.TYPEDEF:
+        d._typedef_def(tid, spec.raw(tid)[2], 0)
+        d.out.append(";\n\n")
+    elif k == Kind.FWD:
+        d._fwd_def(tid, spec.raw(tid)[1])
+        d.out.append(";\n\n")
+    elif k == Kind.FUNC:
+        f = spec.type(tid)
+        assert isinstance(f, T.Func)
+        d._type_decl(f.type, f.name, 0)
+        d.out.append(";\n")
+    elif k == Kind.VAR:
+        v = spec.type(tid)
+        assert isinstance(v, T.Var)
+        d._type_decl(v.type, v.name, 0)
+        d.out.append(";\n")
+    elif k in (Kind.DATASEC, Kind.DECL_TAG):
+        d.out.append(f"/* {Kind(k).name} {spec.type_name(tid)} */\n")
+    else:
+        d._type_decl(tid, "", 0)
+        d.out.append("\n")
+    return d.take()

@@ -1,0 +1,20 @@
+"""``btfctl health``: exit 0 when btfd answers SERVING (readiness and liveness probes)."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import EXIT_OK, EXIT_UNREACHABLE
+from ._rpc import client, guard
+
+__all__ = ["run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    c = client(args)
+    try:
+        ok = guard(args, c.health)
+    finally:
+        c.close()
+    print("SERVING" if ok else "NOT_SERVING")
+    return EXIT_OK if ok else EXIT_UNREACHABLE
