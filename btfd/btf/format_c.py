@@ -70,6 +70,8 @@ class CDumper:
         self.type_names: dict[str, int] = {}
         self.ident_names: dict[str, int] = {}
         self.ptr_sz = spec.ptr_size
+        self._aligns: dict[int, int] = {}
+        self._sizes: dict[int, int] = {}
         self.out: list[str] = []
         self._mark_referenced()
 
@@ -77,6 +79,46 @@ class CDumper:
 
     def t(self, tid: int) -> T.Type:
         return self.spec.type(tid)
+
+    def align_of(self, tid: int, depth: int = 0) -> int:
+        """btf__align_of(), memoized for the dump (struct alignment is asked for again and
+        again while checking packing)."""
+        a = self._aligns.get(tid)
+        if a is None:
+            if depth > _MAX_DEPTH:
+                raise BTFFormatError(f"alignment of [{tid}]: nesting too deep")
+            t = self.t(tid)
+            if isinstance(t, (T.Int, T.Enum, T.Float)):
+                a = min(self.ptr_sz, t.size) or 1
+            elif isinstance(t, T.Ptr):
+                a = self.ptr_sz
+            elif isinstance(t, (T.Typedef, T.Volatile, T.Const, T.Restrict, T.TypeTag, T.Array)):
+                a = self.align_of(t.type, depth + 1)
+            elif isinstance(t, (T.Struct, T.Union)):
+                a = 1
+                for m in t.members:
+                    ma = self.align_of(m.type, depth + 1)
+                    a = max(a, ma)
+                    if m.bitfield_size == 0 and m.bit_offset % (8 * ma):
+                        a = 1
+                        break
+                else:
+                    if t.size % a:
+                        a = 1
+            else:
+                raise BTFFormatError(f"type [{tid}] ({t.kind.name}) has no alignment")
+            self._aligns[tid] = a
+        return a
+
+    def size_of(self, tid: int) -> int:
+        s = self._sizes.get(tid)
+        if s is None:
+            try:
+                s = max(0, self.spec.size_of(tid))
+            except BTFError:
+                s = 0
+            self._sizes[tid] = s
+        return s
 
     def kind(self, tid: int) -> int:
         return 0 if tid == 0 else (self.spec.raw(tid)[1] >> 24) & 0x7F
@@ -91,6 +133,7 @@ class CDumper:
         while s is not None:
             specs.append(s)
             s = s.base
+        refs = self.spec.refs
         for sp in reversed(specs):
             for tid, _name_off, info, st in sp.iter_raw():
                 k = (info >> 24) & 0x7F
@@ -98,19 +141,12 @@ class CDumper:
                     if st < self.n:
                         ref[st] = 1
                 elif k in (Kind.ARRAY, Kind.STRUCT, Kind.UNION, Kind.FUNC_PROTO, Kind.DATASEC):
-                    t = sp.type(tid)
-                    if isinstance(t, T.Array):
-                        ref[t.index_type] = 1
-                        ref[t.type] = 1
-                    elif isinstance(t, (T.Struct, T.Union)):
-                        for m in t.members:
-                            ref[m.type] = 1
-                    elif isinstance(t, T.FuncProto):
-                        for p in t.params:
-                            ref[p.type] = 1
-                    elif isinstance(t, T.Datasec):
-                        for v in t.vars:
-                            ref[v.type] = 1
+                    rs = refs(tid)
+                    if k == Kind.FUNC_PROTO:
+                        rs = rs[1:]  # libbpf marks parameters, not the return type
+                    for r in rs:
+                        if r < self.n:
+                            ref[r] = 1
 
     def _name_dups(self, names: dict[str, int], name: str) -> int:
         c = names.get(name, 0) + 1
@@ -179,17 +215,13 @@ class CDumper:
             st[tid] = _DONE
             return r
         if k == Kind.ARRAY:
-            a = self.t(tid)
-            assert isinstance(a, T.Array)
-            return self._order(a.type, False, queue, d)
+            return self._order(self.spec.refs(tid)[0], False, queue, d)
         if k in (Kind.STRUCT, Kind.UNION):
             if through_ptr and name_off != 0:
                 return 0
             st[tid] = _ING
-            c = self.t(tid)
-            assert isinstance(c, (T.Struct, T.Union))
-            for m in c.members:
-                self._order(m.type, False, queue, d)
+            for m in self.spec.refs(tid):
+                self._order(m, False, queue, d)
             if name_off != 0:
                 queue.append(tid)
             st[tid] = _DONE
@@ -209,11 +241,9 @@ class CDumper:
         if k in (Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG):
             return self._order(size_type, through_ptr, queue, d)
         if k == Kind.FUNC_PROTO:
-            fp = self.t(tid)
-            assert isinstance(fp, T.FuncProto)
-            strong = self._order(fp.return_type, through_ptr, queue, d) > 0
-            for p in fp.params:
-                if self._order(p.type, through_ptr, queue, d) > 0:
+            strong = False
+            for r in self.spec.refs(tid):  # return type, then parameters
+                if self._order(r, through_ptr, queue, d) > 0:
                     strong = True
             return 1 if strong else 0
         if k in (Kind.FUNC, Kind.VAR, Kind.DATASEC, Kind.DECL_TAG):
@@ -263,9 +293,7 @@ class CDumper:
         elif k in (Kind.PTR, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG):
             self._emit(size_type, cont_id, d)
         elif k == Kind.ARRAY:
-            a = self.t(tid)
-            assert isinstance(a, T.Array)
-            self._emit(a.type, cont_id, d)
+            self._emit(self.spec.refs(tid)[0], cont_id, d)
         elif k == Kind.FWD:
             self._fwd_def(tid, info)
             w(";\n\n")
@@ -280,11 +308,9 @@ class CDumper:
         elif k in (Kind.STRUCT, Kind.UNION):
             es[tid] = _ING
             if top or name_off == 0:
-                c = self.t(tid)
-                assert isinstance(c, (T.Struct, T.Union))
                 new_cont = cont_id if name_off == 0 else tid
-                for m in c.members:
-                    self._emit(m.type, new_cont, d)
+                for m in self.spec.refs(tid):
+                    self._emit(m, new_cont, d)
             elif not self.fwd_emitted[tid] and tid != cont_id:
                 self._struct_fwd(tid, k)
                 w(";\n\n")
@@ -296,11 +322,8 @@ class CDumper:
             else:
                 es[tid] = _NOT
         elif k == Kind.FUNC_PROTO:
-            fp = self.t(tid)
-            assert isinstance(fp, T.FuncProto)
-            self._emit(fp.return_type, cont_id, d)
-            for p in fp.params:
-                self._emit(p.type, cont_id, d)
+            for r in self.spec.refs(tid):
+                self._emit(r, cont_id, d)
 
     def _struct_fwd(self, tid: int, k: int) -> None:
         name = self.type_name(tid)
@@ -347,10 +370,9 @@ class CDumper:
     def _is_packed(self, t: T.Struct) -> bool:
         """libbpf 1.1's btf_is_struct_packed(): a non-bitfield member off its natural
         alignment, or a size that is not a multiple of the largest member alignment."""
-        spec = self.spec
         max_align = 1
         for m in t.members:
-            a = spec.align_of(m.type)
+            a = self.align_of(m.type)
             if a and m.bitfield_size == 0 and m.bit_offset % (8 * a):
                 return True
             max_align = max(a, max_align)
@@ -397,8 +419,7 @@ class CDumper:
         assert isinstance(t, (T.Struct, T.Union))
         is_struct = isinstance(t, T.Struct)
         packed = self._is_packed(t) if isinstance(t, T.Struct) else False
-        spec = self.spec
-        align = 1 if packed else spec.align_of(tid)
+        align = 1 if packed else self.align_of(tid)
         name = self.type_name(tid) if t.name else ""
         w = self.out.append
         w(("struct" if is_struct else "union") + (" " if t.name else "") + name + " {")
@@ -406,7 +427,7 @@ class CDumper:
         prev_bitfield = False
         p = _pfx(lvl + 1)
         for m in t.members:
-            m_align = 1 if packed else spec.align_of(m.type)
+            m_align = 1 if packed else self.align_of(m.type)
             in_bitfield = prev_bitfield and m.bitfield_size != 0
             self._bit_padding(off, m.bit_offset, m_align, in_bitfield, lvl + 1)
             w(f"\n{p}")
@@ -416,11 +437,7 @@ class CDumper:
                 off = m.bit_offset + m.bitfield_size
                 prev_bitfield = True
             else:
-                try:
-                    sz = max(0, spec.size_of(m.type))
-                except BTFError:
-                    sz = 0
-                off = m.bit_offset + sz * 8
+                off = m.bit_offset + self.size_of(m.type) * 8
                 prev_bitfield = False
             w(";")
         if is_struct:
@@ -448,9 +465,7 @@ class CDumper:
             if k in (Kind.PTR, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.FUNC_PROTO, Kind.TYPE_TAG):
                 tid = st if k != Kind.FUNC_PROTO else st
             elif k == Kind.ARRAY:
-                a = self.t(tid)
-                assert isinstance(a, T.Array)
-                tid = a.type
+                tid = spec.refs(tid)[0]
             else:
                 break
         else:
@@ -580,13 +595,14 @@ class CDumper:
 def dump_c(spec: Spec) -> Iterator[str]:
     """The whole spec (a split spec with its base) as bpftool 7.1's ``format c`` prints it,
     in pieces (join them for the text)."""
-    d = CDumper(spec)
-    yield HEADER
-    for tid in range(1, spec.next_id):
-        d.dump_type(tid)
-        if d.out:
-            yield d.take()
-    yield FOOTER
+    with spec.dense():
+        d = CDumper(spec)
+        yield HEADER
+        for tid in range(1, spec.next_id):
+            d.dump_type(tid)
+            if d.out:
+                yield d.take()
+        yield FOOTER
 
 
 def format_type_c(spec: Spec, tid: int) -> str:

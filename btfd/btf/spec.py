@@ -24,6 +24,7 @@ import sys
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from . import types as T
@@ -148,6 +149,7 @@ class Spec:
         self._nx_sorted_from: int | None = None  # first named id when the blob is name-sorted
         self._nx_built = False
         self._ptr_size: int | None = None
+        self._dense: array[int] | None = None  # every offset, only while dense() is active
 
     # ------------------------------------------------------------------ offsets
 
@@ -216,10 +218,35 @@ class Spec:
     def _offset(self, tid: int) -> int:
         """Absolute byte offset of one of *this* spec's own types."""
         rel = tid - self.start_id
+        if self._dense is not None:
+            return self._ts + 4 * self._dense[rel]
         o: int = self._ts + 4 * self._ckpt[rel >> _CK_SHIFT]
         for _ in range(rel & (CHECKPOINT - 1)):
             o = self._step(o)
         return o
+
+    @contextmanager
+    def dense(self) -> Iterator[None]:
+        """For bulk work (dumps): keep every type's offset (4 bytes a type, this spec and its
+        bases) for the duration of the ``with`` block, so id -> record is one array index."""
+        if self._dense is not None:
+            yield
+            return
+        outer = self.base.dense() if self.base is not None else nullcontext()
+        with outer:
+            dense: array[int] = array("I")
+            o, i = self._ts, 0
+            step = self._step
+            while o < self._te:
+                dense.append(i)
+                n = step(o)
+                i += (n - o) >> 2
+                o = n
+            self._dense = dense
+            try:
+                yield
+            finally:
+                self._dense = None
 
     def _id_at(self, o: int) -> int:
         """Type id of the record at absolute offset ``o`` (inverse of :meth:`_offset`)."""
@@ -414,6 +441,31 @@ class Spec:
                 f"reference to type id {ref}, but the last id is {self.next_id - 1}", offset=at
             )
         return ref
+
+    def refs(self, tid: int) -> list[int]:
+        """Type ids a type refers to, read straight from the record without decoding names:
+        members (STRUCT/UNION), element then index type (ARRAY), return then parameter types
+        (FUNC_PROTO), variables (DATASEC), else the one referenced type (or none)."""
+        if tid == 0:
+            return []
+        spec, o = self._locate(tid)
+        data = spec._data
+        _, info, st = spec._rec(data, o)
+        k = (info >> 24) & 0x7F
+        vlen = info & spec._vlen_mask
+        u32 = spec._u32
+        if k == Kind.STRUCT or k == Kind.UNION:
+            return [u32(data, o + 16 + 12 * i)[0] for i in range(vlen)]
+        if k == Kind.FUNC_PROTO:
+            return [st] + [u32(data, o + 16 + 8 * i)[0] for i in range(vlen)]
+        if k == Kind.ARRAY:
+            et, it, _ = spec._rec(data, o + 12)
+            return [et, it]
+        if k == Kind.DATASEC:
+            return [u32(data, o + 12 + 12 * i)[0] for i in range(vlen)]
+        if k in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FWD, Kind.FLOAT):
+            return []
+        return [st]
 
     def types(self, kind: Kind | None = None) -> Iterator[T.Type]:
         """This spec's own types in id order (not the base's), optionally of one kind."""
