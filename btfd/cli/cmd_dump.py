@@ -1,0 +1,86 @@
+"""``btfctl dump``: a whole spec as C (bpftool's ``format c``), raw text (bpftool's default)
+or JSON lines. ``--file F [--base B]`` works locally; otherwise the spec is read over the fd
+socket (mapped, not copied) and formatted here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from . import EXIT_OK
+from ._rpc import guard
+
+__all__ = ["run", "render"]
+
+
+def render(spec: Any, fmt: str) -> Iterator[str]:
+    """The dump text of ``spec`` in pieces."""
+    if fmt == "c":
+        from ..btf.format_c import dump_c
+
+        return dump_c(spec)
+    if fmt == "raw":
+        from ..btf.format_raw import dump_raw
+
+        return dump_raw(spec)
+    from ..btf.format_raw import type_to_dict
+
+    return (json.dumps(type_to_dict(spec, t)) + "\n" for t in spec.types())
+
+
+def _write(spec: Any, fmt: str) -> None:
+    out = sys.stdout
+    progress = sys.stderr.isatty()
+    t0 = time.monotonic()
+    shown = False
+    for i, piece in enumerate(render(spec, fmt)):
+        out.write(piece)
+        if progress and i % 256 == 0 and time.monotonic() - t0 > 1.0:
+            sys.stderr.write(f"\rbtfctl dump: {spec.name}: {time.monotonic() - t0:.0f}s")
+            shown = True
+    out.flush()
+    if shown:
+        sys.stderr.write("\n")
+
+
+def _local(args: argparse.Namespace) -> int:
+    from ..source import open_source
+
+    sources = []
+    try:
+        base = None
+        if args.base:
+            bsrc = open_source(args.base)
+            sources.append(bsrc)
+            base = bsrc.spec(name=args.base)
+        src = open_source(args.file)
+        sources.append(src)
+        spec = src.spec(base=base, name=args.file)
+        _write(spec, args.format)
+        spec.close()
+        if base is not None:
+            base.close()
+    finally:
+        for s in reversed(sources):
+            s.close()
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.file:
+        return guard(args, lambda: _local(args))
+    if args.base:
+        print("btfctl dump: --base needs --file", file=sys.stderr)
+        return 2
+    from ..client import open_shared
+
+    shared = guard(args, lambda: open_shared(args.spec, socket_path=args.socket, timeout=args.timeout))
+    try:
+        _write(shared.spec, args.format)
+    finally:
+        shared.close()
+    return EXIT_OK
