@@ -58,10 +58,10 @@ def format_type_raw(spec: Spec, t: T.Type) -> str:
         return f"{head} type_id={t.type}, linkage={_LINKAGE.get(t.linkage, '(unknown)')}\n"
     if isinstance(t, T.Datasec):
         lines = [f"{head} size={t.size} vlen={len(t.vars)}"]
-        for v in t.vars:
-            vk = spec.kind(v.type)
-            lines.append(f"\ttype_id={v.type} offset={v.offset} size={v.size} "
-                         f"({vk.name} {_q(spec.type_name(v.type))})")
+        for vs in t.vars:
+            vk = spec.kind(vs.type)
+            lines.append(f"\ttype_id={vs.type} offset={vs.offset} size={vs.size} "
+                         f"({vk.name} {_q(spec.type_name(vs.type))})")
         return "\n".join(lines) + "\n"
     if isinstance(t, T.Float):
         return f"{head} size={t.size}\n"
