@@ -57,7 +57,7 @@ def _chip_away_bits(total: int, at_most: int) -> int:
 class CDumper:
     """libbpf's ``struct btf_dump`` for one spec (split specs include their base)."""
 
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, *, whole_dump: bool = True) -> None:
         self.spec = spec
         n = spec.next_id
         self.n = n
@@ -73,7 +73,8 @@ class CDumper:
         self._aligns: dict[int, int] = {}
         self._sizes: dict[int, int] = {}
         self.out: list[str] = []
-        self._mark_referenced()
+        if whole_dump:  # only ordering needs it (anonymous enums); one type's text does not
+            self._mark_referenced()
 
     # ---------------------------------------------------------------- helpers
 
@@ -609,7 +610,7 @@ def format_type_c(spec: Spec, tid: int) -> str:
     """One type's C declaration as it stands in bpftool's full dump: structs, unions, enums,
     typedefs and forward declarations exactly as that block (anonymous members inlined);
     a FUNC as its prototype; a VAR as a declaration; other kinds as a type name."""
-    d = CDumper(spec)
+    d = CDumper(spec, whole_dump=False)
     if tid == 0:
         return "void\n"
     k = d.kind(tid)

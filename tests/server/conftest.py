@@ -48,6 +48,8 @@ class BtfdProcess:
             self.start()
 
     def start(self) -> BtfdProcess:
+        if getattr(self, "_log", None) is not None and not self._log.closed:
+            self._log.close()
         self._log = open(self.log_path, "ab")
         start_at = self._log.tell()
         self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
