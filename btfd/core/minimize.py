@@ -20,11 +20,10 @@ TYPE_ID_TARGET values differ by the returned id map, and nothing else.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from ..btf import Kind, Spec
+from ..btf import Spec
 from ..btf import types as T
 from .compat import BtfView
 from .errors import CoreError
@@ -184,70 +183,7 @@ def _remap(t: T.Type, m: dict[int, int], members: set[int]) -> T.Type:
 
 
 def encode(types: Sequence[T.Type], byte_order: str = "little") -> bytes:
-    """Encode renumbered types as a raw BTF blob: btfd.btf.writer.encode_btf when the
-    library has it, else the small encoder below (the kinds a min BTF can hold)."""
-    try:
-        from ..btf import writer  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:
-        return _encode(types, byte_order)
-    out: bytes = writer.encode_btf(list(types), byte_order=byte_order, base=None)
-    return out
+    """Encode renumbered types as a raw BTF blob (btfd.btf.writer)."""
+    from ..btf.writer import encode_btf
 
-
-def _encode(types: Sequence[T.Type], byte_order: str) -> bytes:
-    p = "<" if byte_order == "little" else ">"
-    strs = bytearray(b"\0")
-    offs: dict[str, int] = {"": 0}
-
-    def s(name: str) -> int:
-        o = offs.get(name)
-        if o is None:
-            o = offs[name] = len(strs)
-            strs.extend(name.encode() + b"\0")
-        return o
-
-    rec = struct.Struct(p + "III")
-    out = bytearray()
-
-    def head(t: T.Type, kind: Kind, vlen: int, st: int, kflag: bool = False) -> None:
-        out.extend(rec.pack(s(t.name), (int(kind) << 24) | (1 << 31 if kflag else 0) | vlen, st))
-
-    for t in types:
-        if isinstance(t, T.Int):
-            head(t, Kind.INT, 0, t.size)
-            out.extend(struct.pack(p + "I", (t.encoding << 24) | (t.offset << 16) | t.bits))
-        elif isinstance(t, T.Ptr):
-            head(t, Kind.PTR, 0, t.type)
-        elif isinstance(t, T.Array):
-            head(t, Kind.ARRAY, 0, 0)
-            out.extend(rec.pack(t.type, t.index_type, t.nelems))
-        elif isinstance(t, (T.Struct, T.Union)):
-            kflag = any(m.bitfield_size for m in t.members)
-            head(t, Kind.STRUCT if isinstance(t, T.Struct) else Kind.UNION, len(t.members), t.size, kflag)
-            for m in t.members:
-                off = (m.bitfield_size << 24) | m.bit_offset if kflag else m.bit_offset
-                out.extend(rec.pack(s(m.name), m.type, off))
-        elif isinstance(t, T.Enum):
-            if t.is64:
-                head(t, Kind.ENUM64, len(t.values), t.size, t.signed)
-                for v in t.values:
-                    u = v.value & ((1 << 64) - 1)
-                    out.extend(rec.pack(s(v.name), u & 0xFFFFFFFF, u >> 32))
-            else:
-                head(t, Kind.ENUM, len(t.values), t.size, t.signed)
-                for v in t.values:
-                    out.extend(struct.pack(p + "II", s(v.name), v.value & 0xFFFFFFFF))
-        elif isinstance(t, T.Fwd):
-            head(t, Kind.FWD, 0, 0, t.is_union)
-        elif isinstance(t, (T.Typedef, T.Volatile, T.Const, T.Restrict, T.TypeTag)):
-            head(t, t.kind, 0, t.type)
-        elif isinstance(t, T.FuncProto):
-            head(t, Kind.FUNC_PROTO, len(t.params), t.return_type)
-            for prm in t.params:
-                out.extend(struct.pack(p + "II", s(prm.name), prm.type))
-        elif isinstance(t, T.Float):
-            head(t, Kind.FLOAT, 0, t.size)
-        else:
-            raise CoreError(f"min BTF cannot encode {t.kind.name} [{t.id}]")
-    hdr = struct.pack(p + "HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(out), len(out), len(strs))
-    return hdr + bytes(out) + bytes(strs)
+    return encode_btf(list(types), byte_order=byte_order, base=None)
