@@ -121,8 +121,19 @@ class CDumper:
             self._sizes[tid] = s
         return s
 
+    _REF_KINDS = frozenset({Kind.PTR, Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT,
+                            Kind.TYPE_TAG, Kind.FUNC, Kind.FUNC_PROTO, Kind.VAR, Kind.DECL_TAG})
+
+    def raw(self, tid: int) -> tuple[int, int, int]:
+        """The wire record, with the referenced id checked (malformed input must end in a
+        BTFError, never an index error)."""
+        r = self.spec.raw(tid)
+        if r[2] >= self.n and (r[1] >> 24) & 0x7F in self._REF_KINDS:
+            raise BTFFormatError(f"type [{tid}] refers to type id {r[2]}, past the last id {self.n - 1}")
+        return r
+
     def kind(self, tid: int) -> int:
-        return 0 if tid == 0 else (self.spec.raw(tid)[1] >> 24) & 0x7F
+        return 0 if tid == 0 else (self.raw(tid)[1] >> 24) & 0x7F
 
     def _mark_referenced(self) -> None:
         """btf_dump_mark_referenced(): every type some other type points at."""
@@ -156,7 +167,7 @@ class CDumper:
 
     def _resolve_name(self, tid: int, names: dict[str, int]) -> str:
         """btf_dump_resolve_name(): first use decides the ``___N`` suffix."""
-        name_off, info, _ = self.spec.raw(tid)
+        name_off, info, _ = self.raw(tid)
         if name_off == 0:
             return ""
         orig = self.spec.string(name_off)
@@ -180,7 +191,7 @@ class CDumper:
         return self._resolve_name(tid, self.ident_names)
 
     def is_blacklisted(self, tid: int) -> bool:
-        name_off = self.spec.raw(tid)[0]
+        name_off = self.raw(tid)[0]
         return name_off != 0 and self.spec.string(name_off) == "__builtin_va_list"
 
     # ---------------------------------------------------------------- ordering
@@ -201,7 +212,7 @@ class CDumper:
             return 1
         if tid == 0:
             return 0
-        name_off, info, size_type = self.spec.raw(tid)
+        name_off, info, size_type = self.raw(tid)
         k = (info >> 24) & 0x7F
         if st[tid] == _ING:
             if k in (Kind.STRUCT, Kind.UNION) and through_ptr and name_off != 0:
@@ -262,7 +273,7 @@ class CDumper:
         if tid == 0 or es[tid] == _DONE:
             return
         top = cont_id == 0
-        name_off, info, size_type = self.spec.raw(tid)
+        name_off, info, size_type = self.raw(tid)
         k = (info >> 24) & 0x7F
         w = self.out.append
         if es[tid] == _ING:
@@ -461,7 +472,7 @@ class CDumper:
             stack.append(tid)
             if tid == 0:
                 break
-            _, info, st = spec.raw(tid)
+            _, info, st = self.raw(tid)
             k = (info >> 24) & 0x7F
             if k in (Kind.PTR, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.FUNC_PROTO, Kind.TYPE_TAG):
                 tid = st if k != Kind.FUNC_PROTO else st
@@ -506,7 +517,7 @@ class CDumper:
                 w("void")
                 last_was_ptr = False
                 continue
-            name_off, info, _st = spec.raw(tid)
+            name_off, info, _st = self.raw(tid)
             k = (info >> 24) & 0x7F
             if k in (Kind.INT, Kind.FLOAT):
                 self._emit_mods(stack)
@@ -621,10 +632,10 @@ def format_type_c(spec: Spec, tid: int) -> str:
         d._enum_def(tid, 0)
         d.out.append(";\n\n")
     elif k == Kind.TYPEDEF:
-        d._typedef_def(tid, spec.raw(tid)[2], 0)
+        d._typedef_def(tid, d.raw(tid)[2], 0)
         d.out.append(";\n\n")
     elif k == Kind.FWD:
-        d._fwd_def(tid, spec.raw(tid)[1])
+        d._fwd_def(tid, d.raw(tid)[1])
         d.out.append(";\n\n")
     elif k == Kind.FUNC:
         f = spec.type(tid)

@@ -455,17 +455,24 @@ class Spec:
         vlen = info & spec._vlen_mask
         u32 = spec._u32
         if k == Kind.STRUCT or k == Kind.UNION:
-            return [u32(data, o + 16 + 12 * i)[0] for i in range(vlen)]
-        if k == Kind.FUNC_PROTO:
-            return [st] + [u32(data, o + 16 + 8 * i)[0] for i in range(vlen)]
-        if k == Kind.ARRAY:
+            out = [u32(data, o + 16 + 12 * i)[0] for i in range(vlen)]
+        elif k == Kind.FUNC_PROTO:
+            out = [st] + [u32(data, o + 16 + 8 * i)[0] for i in range(vlen)]
+        elif k == Kind.ARRAY:
             et, it, _ = spec._rec(data, o + 12)
-            return [et, it]
-        if k == Kind.DATASEC:
-            return [u32(data, o + 12 + 12 * i)[0] for i in range(vlen)]
-        if k in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FWD, Kind.FLOAT):
+            out = [et, it]
+        elif k == Kind.DATASEC:
+            out = [u32(data, o + 12 + 12 * i)[0] for i in range(vlen)]
+        elif k in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FWD, Kind.FLOAT):
             return []
-        return [st]
+        else:
+            out = [st]
+        for r in out:
+            if r >= self.next_id:
+                raise BTFFormatError(
+                    f"type [{tid}] refers to type id {r}, but the last id is {self.next_id - 1}", offset=o
+                )
+        return out
 
     def types(self, kind: Kind | None = None) -> Iterator[T.Type]:
         """This spec's own types in id order (not the base's), optionally of one kind."""

@@ -1,0 +1,207 @@
+"""Header validation, new formats and a property test: malformed BTF fails cleanly."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from btfd.btf import (
+    BTFCycleError,
+    BTFError,
+    BTFFormatError,
+    BTFNotFoundError,
+    BTFUnsupportedError,
+    Kind,
+    Spec,
+)
+from btfd.btf import (
+    types as T,
+)
+from btfd.btf.format_c import dump_c
+from btfd.btf.format_raw import dump_raw
+from btfd.btf.writer import encode_btf, sort_by_name
+from tests.conftest import blob
+
+HDR = struct.Struct("<HBBIIIII")
+
+
+def _hdr(data: bytes, **kw: int) -> bytes:
+    f = dict(zip(("magic", "version", "flags", "hdr_len", "type_off", "type_len", "str_off", "str_len"),
+                 HDR.unpack_from(data), strict=True))
+    f.update(kw)
+    return HDR.pack(*f.values()) + data[HDR.size:]
+
+
+SMALL = blob("synthetic-layout")
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(magic=0x1234), "bad BTF magic"),
+    (dict(version=2), "unsupported BTF version"),
+    (dict(hdr_len=8), "shorter than"),
+    (dict(hdr_len=1 << 20), "runs past"),
+    (dict(type_len=1 << 20), "type section"),
+    (dict(str_len=1 << 20), "string section"),
+    (dict(type_off=2), "not 4-byte aligned"),
+    (dict(type_len=6), "multiple of 4"),
+    (dict(str_off=0), "overlap"),
+])
+def test_header_checks(change: dict[str, int], message: str) -> None:
+    with pytest.raises(BTFFormatError, match=message):
+        Spec(_hdr(SMALL, **change))
+
+
+def test_truncated_and_unterminated() -> None:
+    for n in (0, 3, 23, 100, len(SMALL) - 1):
+        with pytest.raises(BTFFormatError):
+            Spec(SMALL[:n])
+    with pytest.raises(BTFFormatError, match="NUL-terminated"):
+        Spec(SMALL[:-1] + b"x")
+
+
+def test_longer_header_zero_extra_is_accepted_nonzero_refused() -> None:
+    hdr_len = HDR.unpack_from(SMALL)[3]
+    body = SMALL[hdr_len:]
+    longer = _hdr(SMALL[:24], hdr_len=40) + b"\0" * 16 + body
+    assert list(Spec(longer).types()) == list(Spec(SMALL).types())
+    bad = _hdr(SMALL[:24], hdr_len=40) + b"\0" * 12 + b"\1\0\0\0" + body
+    with pytest.raises(BTFFormatError, match="unknown non-zero"):
+        Spec(bad)
+
+
+def test_big_endian_matches_little_endian_reencoding() -> None:
+    be = Spec(blob("vmlinux-6.12.95+deb12-s390x"))
+    assert be.byte_order == "big"
+    le = Spec(encode_btf(list(be.types()), byte_order="little"))
+    for name in ("task_struct", "sk_buff", "list_head"):
+        a, b = be.find_one(name, Kind.STRUCT), le.find_one(name, Kind.STRUCT)
+        assert a == b and be.size_of(a.id) == le.size_of(b.id) and be.align_of(a.id) == le.align_of(b.id)
+
+
+def test_kind_layout_header_steps_over_unknown_kinds() -> None:
+    """Kernels >= 7.1: a 32-byte header with a layout section. A kind this code does not
+    know (25 here) is stepped over thanks to the layout; only decoding it fails."""
+    base = Spec(SMALL)
+    types = list(base.types())
+    payload = struct.pack("<II", 7, 9) * 3
+    data = encode_btf(types, kind_layout=True, extra_kinds=[(25, 3, 0, payload)])
+    spec = Spec(data)
+    assert spec.header.hdr_len == 32 and spec.header.layout is not None
+    assert spec.count == len(types) + 1
+    assert [spec.type(i) for i in range(1, len(types) + 1)] == types
+    with pytest.raises(BTFUnsupportedError):
+        spec.type(spec.next_id - 1)
+    # Without the layout section the same records are an error at open.
+    _, _, _, _, _, type_len, _, str_len = HDR.unpack_from(data)
+    plain = HDR.pack(0xEB9F, 1, 0, 24, 0, type_len, type_len, str_len) + data[32 : 32 + type_len + str_len]
+    with pytest.raises(BTFUnsupportedError, match="unknown kind 25"):
+        Spec(plain)
+
+
+def test_name_sorted_blob_needs_no_index() -> None:
+    spec = Spec(blob("vmlinux-6.1.0-56-amd64"))
+    data, m = sort_by_name(spec)
+    ss = Spec(data)
+    assert ss.find_ids("task_struct", Kind.STRUCT) == [m[spec.find_ids("task_struct", Kind.STRUCT)[0]]]
+    assert ss.name_sorted is True and ss.index_bytes()["names"] == 0
+    assert spec.name_sorted is False and spec.index_bytes()["names"] > 0
+    names = sorted({spec.type_name(t) for t in spec.ids()} - {""})[::211]
+    for n in names + ["nope_not_here", "a", "zzzz"]:
+        assert ss.find_ids(n) == sorted(m[t] for t in spec.find_ids(n)), n
+    # Flavored names resolve by essential name in both layouts.
+    assert sorted(m[t] for t in spec.find_essential("task_struct", {Kind.STRUCT})) == \
+        ss.find_essential("task_struct___flavor", {Kind.STRUCT})
+
+
+def test_reference_cycles_are_detected() -> None:
+    i = T.Int(1, "int", 4, 1, 0, 32)
+    loop = [i, T.Typedef(2, "a", 3), T.Const(3, "", 2), T.Ptr(4, "", 2)]
+    spec = Spec(encode_btf(loop))
+    with pytest.raises(BTFCycleError):
+        spec.skip_mods(2)
+    with pytest.raises(BTFCycleError):
+        spec.size_of(2)
+    self_embed = [i, T.Struct(2, "s", 8, (T.Member("x", 2, 0, 0),))]
+    spec = Spec(encode_btf(self_embed))
+    with pytest.raises(BTFError):
+        spec.align_of(2)
+    with pytest.raises(BTFError):
+        "".join(dump_c(spec))
+
+
+def test_bad_references_and_ids() -> None:
+    spec = Spec(encode_btf([T.Ptr(1, "", 99)]))
+    with pytest.raises(BTFFormatError, match="reference to type id 99"):
+        spec.type(1)
+    with pytest.raises(BTFNotFoundError):
+        spec.type(2)
+
+
+# ------------------------------------------------------------------ property test
+
+CORPUS = [blob(n) for n in ("synthetic-layout", "synthetic-funcs", "synthetic-tags", "synthetic-enums",
+                            "synthetic-bpf_prog", "veth-6.1.0-56-amd64")]
+
+
+def _exercise(data: bytes) -> None:
+    """Open and use a blob the way the daemon would; only BTFError may come out."""
+    try:
+        spec = Spec(data)
+    except BTFError:
+        return
+    for t in spec.ids():
+        for op in (spec.type, spec.skip_mods, spec.size_of, spec.align_of, spec.refs):
+            try:
+                op(t)
+            except BTFError:
+                pass
+    for name in ("int", "ops", "tagged", "x"):
+        try:
+            spec.find_ids(name)
+        except BTFError:
+            pass
+    for dump in (dump_raw, dump_c):
+        try:
+            "".join(dump(spec))
+        except BTFError:
+            pass
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(CORPUS)))
+    hdr_len = struct.unpack_from("<I", data, 4)[0]
+    for _ in range(draw(st.integers(1, 6))):
+        how = draw(st.sampled_from(["flip", "u32", "truncate", "vlen", "ref", "name"]))
+        if how == "truncate":
+            data = data[: draw(st.integers(0, len(data)))]
+            continue
+        if len(data) < hdr_len + 16:
+            break
+        pos = draw(st.integers(hdr_len, len(data) - 4)) & ~3
+        if how == "flip":
+            data[pos] ^= 1 << draw(st.integers(0, 7))
+        elif how == "u32":
+            struct.pack_into("<I", data, pos, draw(st.integers(0, 2**32 - 1)))
+        elif how == "vlen":
+            struct.pack_into("<I", data, pos, (draw(st.integers(1, 19)) << 24) | draw(st.integers(0, 0xFFFF)))
+        elif how == "ref":
+            struct.pack_into("<I", data, pos, draw(st.integers(0, 200)))
+        elif how == "name":
+            struct.pack_into("<I", data, pos, draw(st.integers(0, 5000)))
+    return bytes(data)
+
+
+@settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(mutated())
+def test_mutated_blobs_fail_cleanly(data: bytes) -> None:
+    _exercise(data)
+
+
+@settings(max_examples=200, deadline=2000, derandomize=True)
+@given(st.binary(max_size=300))
+def test_random_bytes_fail_cleanly(data: bytes) -> None:
+    _exercise(b"\x9f\xeb\x01\x00\x18\x00\x00\x00" + data)
