@@ -91,5 +91,7 @@ class Metrics:
         self.fd_refused = Counter("btfd_fd_clients_refused",
                                   "fd-socket clients refused by --allow-uid/--allow-gid",
                                   registry=registry)
+        self.cache = Counter("btfd_lookup_cache", "LookupType answers served from the cache or not",
+                             ["result"], registry=registry)
         self.fd_requests = Counter("btfd_fd_requests", "fd-socket requests by result code",
                                    ["code"], registry=registry)

@@ -8,6 +8,7 @@ dropped module keep valid memory: the fd is theirs).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -21,6 +22,7 @@ from ..source import Source, open_kernel_btf, open_source
 __all__ = ["SpecEntry", "Registry", "MODULE_PREFIX"]
 
 log = logging.getLogger("btfd.registry")
+_GENERATIONS = itertools.count(1)
 MODULE_PREFIX = "module/"
 
 
@@ -36,6 +38,7 @@ class SpecEntry:
     core_target: Any = None  # btfd.core.CoreTarget, made on first ResolveCore
     ro_fd: int = -1  # read-only fd handed to clients
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    generation: int = field(default_factory=lambda: next(_GENERATIONS))  # unique per entry
 
     @property
     def loaded(self) -> bool:
@@ -88,6 +91,10 @@ class Registry:
                 if e.spec is None:
                     self._open(e, self.vmlinux.spec)
         return e
+
+    def entry_or_none(self, name: str) -> SpecEntry | None:
+        """The entry if it is served (loaded or not), else None. Never opens anything."""
+        return self._entries.get(name)
 
     def spec(self, name: str) -> Spec:
         s = self.ensure(name).spec

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -113,11 +114,17 @@ def stream(method: str) -> Callable[[Callable[..., AsyncIterator[R]]], Callable[
 class BtfService(pb_grpc.BtfServicer):
     """btfd.v1.Btf over a :class:`Registry`."""
 
-    def __init__(self, specs: Registry, metrics: Metrics, *, fd_socket: str) -> None:
+    def __init__(self, specs: Registry, metrics: Metrics, *, fd_socket: str,
+                 cache_bytes: int = 8 << 20) -> None:
         self.specs = specs
         self.metrics = metrics
         self.fd_socket = fd_socket
         self.c_decl = _c_formatter()
+        # Specs never change while served, so a LookupType answer can be reused as long as
+        # the spec is there. Bounded by bytes (an LRU), so memory cannot grow with traffic.
+        self._cache: OrderedDict[tuple[Any, ...], tuple[pb.LookupTypeResponse, int]] = OrderedDict()
+        self._cache_limit = cache_bytes
+        self._cache_size = 0
 
     # ---------------------------------------------------------------- plumbing
 
@@ -149,6 +156,29 @@ class BtfService(pb_grpc.BtfServicer):
 
     @unary("LookupType")
     async def LookupType(self, request: pb.LookupTypeRequest, context: Any) -> pb.LookupTypeResponse:
+        ck = (request.spec or "vmlinux", request.WhichOneof("key"), request.name, request.id, request.kind,
+              request.depth, request.all_specs, self._generation(request.spec or "vmlinux"))
+        hit = self._cache.get(ck)
+        if hit is not None:
+            self._cache.move_to_end(ck)
+            self.metrics.cache.labels("hit").inc()
+            return hit[0]
+        self.metrics.cache.labels("miss").inc()
+        out = self._lookup(request)
+        size = out.ByteSize()
+        if size <= self._cache_limit // 8:
+            self._cache[ck] = (out, size)
+            self._cache_size += size
+            while self._cache_size > self._cache_limit:
+                _, (_, n) = self._cache.popitem(last=False)
+                self._cache_size -= n
+        return out
+
+    def _generation(self, name: str) -> int:
+        e = self.specs.entry_or_none(name)
+        return e.generation if e is not None else 0
+
+    def _lookup(self, request: pb.LookupTypeRequest) -> pb.LookupTypeResponse:
         key = request.WhichOneof("key")
         if key is None:
             raise RequestError("LookupType needs a name or an id")
