@@ -145,7 +145,8 @@ class Daemon:
             ("grpc.max_receive_message_length", args.max_request_bytes),
             ("grpc.max_send_message_length", 64 << 20),
         ])
-        service = BtfService(self.specs, self.metrics, fd_socket=self.fd_path)
+        service = BtfService(self.specs, self.metrics, fd_socket=self.fd_path,
+                             cache_bytes=args.lookup_cache_bytes)
         btfd_pb2_grpc.add_BtfServicer_to_server(service, server)  # type: ignore[no-untyped-call]
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)

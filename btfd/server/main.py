@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HOST:PORT for Prometheus metrics, or 'off' (default %(default)s)")
     p.add_argument("--max-request-bytes", type=_size, default=16 << 20,
                    help="largest request accepted (default 16M); larger: RESOURCE_EXHAUSTED")
+    p.add_argument("--lookup-cache-bytes", type=_size, default=512 << 10,
+                   help="memory for cached LookupType answers (default 512K; 0 disables)")
     p.add_argument("--grace-period", type=float, default=10.0,
                    help="seconds in-flight requests get on SIGTERM (default %(default)s)")
     p.add_argument("--log-level", default="info",

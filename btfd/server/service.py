@@ -115,7 +115,7 @@ class BtfService(pb_grpc.BtfServicer):
     """btfd.v1.Btf over a :class:`Registry`."""
 
     def __init__(self, specs: Registry, metrics: Metrics, *, fd_socket: str,
-                 cache_bytes: int = 8 << 20) -> None:
+                 cache_bytes: int = 512 << 10) -> None:
         self.specs = specs
         self.metrics = metrics
         self.fd_socket = fd_socket
@@ -125,12 +125,21 @@ class BtfService(pb_grpc.BtfServicer):
         self._cache: OrderedDict[tuple[Any, ...], tuple[pb.LookupTypeResponse, int]] = OrderedDict()
         self._cache_limit = cache_bytes
         self._cache_size = 0
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._hit = metrics.cache.labels("hit")
+        self._miss = metrics.cache.labels("miss")
 
     # ---------------------------------------------------------------- plumbing
 
     def _done(self, method: str, code: str, t0: float) -> None:
-        self.metrics.requests.labels(method, code).inc()
-        self.metrics.duration.labels(method).observe(time.perf_counter() - t0)
+        # Label children are looked up once (labels() costs more than the lookup it times).
+        k = (method, code)
+        child = self._children.get(k)
+        if child is None:
+            child = self._children[k] = (self.metrics.requests.labels(method, code),
+                                         self.metrics.duration.labels(method))
+        child[0].inc()
+        child[1].observe(time.perf_counter() - t0)
 
     # ---------------------------------------------------------------- RPCs
 
@@ -161,9 +170,9 @@ class BtfService(pb_grpc.BtfServicer):
         hit = self._cache.get(ck)
         if hit is not None:
             self._cache.move_to_end(ck)
-            self.metrics.cache.labels("hit").inc()
+            self._hit.inc()
             return hit[0]
-        self.metrics.cache.labels("miss").inc()
+        self._miss.inc()
         out = self._lookup(request)
         size = out.ByteSize()
         if size <= self._cache_limit // 8:
