@@ -505,16 +505,16 @@ class Spec:
     def _build_name_index(self) -> None:
         """One walk over the names: detect name-sorted blobs, else bucket every named type.
 
-        Transient memory is kept to two ``array('I')`` of one entry per named type (no list of
-        Python ints), so building the index leaves no freed-but-retained heap behind.
+        Transient memory is one bucket number per named type (an ``array('H')``, 2 bytes) --
+        no list of Python ints, no second array of offsets: a second, name-free walk places the
+        offsets -- so building the index leaves little freed-but-retained heap behind.
         """
         data, strs = self._data, self._str_bytes
         nb = 1
         while nb * 4 < self.count:
             nb <<= 1
         mask = nb - 1
-        offs: array[int] = array("I")
-        buckets: array[int] = array("I")
+        buckets: array[int] = array("H" if nb <= 1 << 16 else "I")
         counts: array[int] = array("I", bytes(4 * (nb + 1)))
         sorted_ok = True
         prev = b""
@@ -550,7 +550,6 @@ class Spec:
                         sorted_ok = False
                     prev = nm
                     b = hash(nm if b"___" not in nm else _essential(nm)) & mask
-                    offs.append(i)
                     buckets.append(b)
                     counts[b + 1] += 1
                 elif first_named is not None:
@@ -562,16 +561,32 @@ class Spec:
             if words is not None:
                 words.release()
         self._nx_built = True
-        if sorted_ok and first_named is not None and len(offs) > 1:
+        if sorted_ok and first_named is not None and len(buckets) > 1:
             self._nx_sorted_from = first_named
             return
         for b in range(nb):
             counts[b + 1] += counts[b]
-        ent: array[int] = array("I", bytes(4 * len(offs)))
+        ent: array[int] = array("I", bytes(4 * len(buckets)))
         pos = array("I", counts)
-        for b, w in zip(buckets, offs, strict=True):
-            ent[pos[b]] = w
-            pos[b] += 1
+        # Second walk: no strings, just each record's name_off and length.
+        words = memoryview(data)[ts : self._te].cast("B").cast("I") if native else None
+        i = n = 0
+        try:
+            while i < nwords:
+                if native:
+                    name_off, info = words[i], words[i + 1]
+                else:
+                    name_off, info = u32(data, ts + 4 * i)[0], u32(data, ts + 4 * i + 4)[0]
+                if name_off:
+                    b = buckets[n]
+                    ent[pos[b]] = i
+                    pos[b] += 1
+                    n += 1
+                k = (info >> 24) & 0x7F
+                i += fixed[k] + (info & vmask) * elem[k]
+        finally:
+            if words is not None:
+                words.release()
         self._nx_dir, self._nx_ent = counts, ent
 
     def build_name_index(self) -> None:
