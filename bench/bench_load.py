@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Load and soak against a real daemon (issue: run it like infrastructure).
+
+    .venv/bin/python bench/bench_load.py                      # 64 clients x 2,000 mixed requests
+    .venv/bin/python bench/bench_load.py --soak-seconds 600   # 10 minutes of mixed load
+
+Reports throughput, p99, errors; for the soak, the daemon's uss after warm-up and at the end
+and its open fd count over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from loadgen import corpus_object, run_mixed  # noqa: E402
+
+from btfd.btf import Kind, Spec  # noqa: E402
+from btfd.server.metrics import memory_bytes  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--soak-seconds", type=float, default=0)
+    args = ap.parse_args()
+    spec = Spec(Path("/sys/kernel/btf/vmlinux").read_bytes())
+    names = sorted({t.name for t in spec.types(Kind.STRUCT) if t.name})
+    obj = corpus_object()
+    with tempfile.TemporaryDirectory() as d:
+        sock = f"{d}/btfd.sock"
+        daemon = subprocess.Popen([str(ROOT / ".venv/bin/btfd"), "--socket", sock, "--metrics-address", "off",
+                                   "--log-level", "warning"])
+        try:
+            while not os.path.exists(sock + ".fd"):
+                time.sleep(0.05)
+            print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} cpus; {time.strftime('%Y-%m-%d %H:%M')}")
+            if not args.soak_seconds:
+                r = asyncio.run(run_mixed(sock, args.clients, args.requests, names, obj))
+                print(f"- {args.clients} clients x {args.requests} mixed requests: {r.ok} ok, {len(r.errors)} errors, "
+                      f"{r.ok / r.wall:.0f} req/s, p99 {r.p99_ms():.1f} ms, {r.wall:.1f} s")
+                for e in r.errors[:5]:
+                    print("  error:", e)
+                return
+            asyncio.run(run_mixed(sock, 16, 300, names, obj))  # warm-up
+            m0, fds0 = memory_bytes(daemon.pid), len(os.listdir(f"/proc/{daemon.pid}/fd"))
+            end = time.monotonic() + args.soak_seconds
+            total, errors, samples = 0, 0, []
+            while time.monotonic() < end:
+                r = asyncio.run(run_mixed(sock, 16, 10**9, names, obj, seed=total + 7,
+                                          deadline=min(end, time.monotonic() + 60)))
+                total += r.ok
+                errors += len(r.errors)
+                samples.append((memory_bytes(daemon.pid)["uss"], len(os.listdir(f"/proc/{daemon.pid}/fd"))))
+            m1 = memory_bytes(daemon.pid)
+            print(f"- soak {args.soak_seconds:.0f} s, 16 clients of mixed load: {total} requests, {errors} errors")
+            print(f"- uss after warm-up {m0['uss'] / 1048576:.2f} MiB, at the end {m1['uss'] / 1048576:.2f} MiB "
+                  f"({(m1['uss'] - m0['uss']) / 1048576:+.2f} MiB); per minute: "
+                  + ", ".join(f"{u / 1048576:.2f}" for u, _ in samples))
+            print(f"- open fds after warm-up {fds0}, per minute: " + ", ".join(str(f) for _, f in samples))
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+
+
+if __name__ == "__main__":
+    main()
