@@ -95,12 +95,7 @@ class FdServer:
         conn.setblocking(False)
         try:
             pid, uid, gid = peer_credentials(conn)
-            if not self.allowed(uid, gid):
-                self.metrics.fd_refused.inc()
-                log.warning("fd socket: refused pid %d uid %d gid %d (not in the allow lists)",
-                            pid, uid, gid)
-                await self._send(conn, _error("peer uid/gid not allowed", "PERMISSION_DENIED"), -1)
-                return
+            allowed = self.allowed(uid, gid)
             buf = b""
             while True:
                 while b"\n" not in buf:
@@ -111,6 +106,14 @@ class FdServer:
                     if not chunk:
                         return
                     buf += chunk
+                if not allowed:
+                    # Refused after reading the request, so the peer gets the answer instead of
+                    # a broken pipe; then the connection is closed.
+                    self.metrics.fd_refused.inc()
+                    log.warning("fd socket: refused pid %d uid %d gid %d (not in the allow lists)",
+                                pid, uid, gid)
+                    await self._send(conn, _error("peer uid/gid not allowed", "PERMISSION_DENIED"), -1)
+                    return
                 line, buf = buf.split(b"\n", 1)
                 answer, fd = self._answer(line, uid)
                 await self._send(conn, answer, fd)
