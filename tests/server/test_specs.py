@@ -1,0 +1,98 @@
+"""Every BTF a node needs: external BTF (btfhub layout) and a fleet's view of CO-RE."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from btfd.btf import Kind, Spec
+from btfd.core import resolve_object
+from btfd.v1 import btfd_pb2 as pb
+from tests.conftest import CORE_DATA, blob
+from tests.server.conftest import BtfdProcess
+
+BTFCTL = str(Path(sys.executable).with_name("btfctl"))
+FLEET = {
+    "k6.1-amd64": "vmlinux-6.1.0-56-amd64",
+    "k6.1-arm64": "vmlinux-6.1.0-56-arm64",
+    "k6.12-s390x": "vmlinux-6.12.95+deb12-s390x",
+    "k6.18-amd64": "vmlinux-6.18-amd64",
+}
+
+
+def test_btf_dir_serves_the_running_release_when_the_kernel_has_none(tmp_path: Path) -> None:
+    """btfhub layout: <release>.btf.tar.xz picked by `uname -r` when there is no vmlinux."""
+    nosys = tmp_path / "sys-without-btf"
+    nosys.mkdir()
+    hub = tmp_path / "btfhub"
+    hub.mkdir()
+    release = os.uname().release
+    data = blob("vmlinux-6.1.0-56-amd64")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:xz") as tar:
+        info = tarfile.TarInfo(f"{release}.btf")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    (hub / f"{release}.btf.tar.xz").write_bytes(buf.getvalue())
+    (hub / "0.0.0-other.btf").write_bytes(b"not this one")
+    with BtfdProcess(tmp_path / "d", "--sysfs-btf-dir", str(nosys), "--btf-dir", str(hub),
+                     "--metrics-address", "off") as d:
+        [vm] = d.stub().GetInfo(pb.GetInfoRequest()).specs
+        assert vm.type_count == 100750 and vm.mode == "sealed-memfd"
+        assert "the kernel has no BTF" in d.log()
+    r = subprocess.run([str(Path(sys.executable).with_name("btfd")), "--socket", str(tmp_path / "x.sock"),
+                        "--sysfs-btf-dir", str(nosys), "--metrics-address", "off"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "CONFIG_DEBUG_INFO_BTF" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, kernel_vmlinux: Path):  # type: ignore[no-untyped-def]
+    d = tmp_path_factory.mktemp("fleet")
+    args = []
+    for name, b in FLEET.items():
+        (d / f"{b}.btf").write_bytes(blob(b))
+        args += ["--btf", f"{name}={d / f'{b}.btf'}"]
+    with BtfdProcess(d, *args, "--metrics-address", "off") as proc:
+        yield proc
+
+
+@pytest.mark.parametrize("obj", ["k_task_fields.bpf.o", "k_enums.bpf.o", "k_task_exists.bpf.o"])
+def test_fleet_matrix_agrees_with_each_kernel(fleet, obj: str) -> None:
+    """`btfctl core OBJ --all-specs`: a verdict on every served kernel, each the same as
+    resolving locally against that kernel alone."""
+    path = CORE_DATA / "objs" / obj
+    r = subprocess.run([BTFCTL, "--socket", fleet.socket, "core", str(path), "--all-specs", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert rows and r.returncode in (0, 1), r.stderr
+    data = path.read_bytes()
+    for name, b in FLEET.items():
+        local = resolve_object(data, Spec(blob(b))).records
+        assert [row["verdicts"][name]["status"] for row in rows] == [x.status for x in local], name
+        assert [row["verdicts"][name]["new_val"] for row in rows] == [
+            (x.new_val & 0xFFFFFFFFFFFFFFFF) if x.status == "ok" else None for x in local], name
+    assert set(rows[0]["verdicts"]) == {"vmlinux", *FLEET}
+
+
+def test_resolve_core_rpc_with_a_list_of_specs(fleet) -> None:
+    obj = (CORE_DATA / "objs" / "k_types.bpf.o").read_bytes()
+    res = fleet.stub().ResolveCore(pb.ResolveCoreRequest(object=obj, specs=list(FLEET)), timeout=120)
+    assert [r.spec for r in res.results] == list(FLEET)
+    for r in res.results:
+        local = resolve_object(obj, Spec(blob(FLEET[r.spec])))
+        assert r.errors == local.errors and [x.status for x in r.relocations] == [x.status for x in local.records]
+
+
+def test_big_endian_spec_is_served_as_is(fleet) -> None:
+    specs = {s.name: s for s in fleet.stub().GetInfo(pb.GetInfoRequest()).specs}
+    assert specs["k6.12-s390x"].byte_order == "big"
+    t = fleet.stub().LookupType(pb.LookupTypeRequest(spec="k6.12-s390x", name="task_struct", kind=pb.KIND_STRUCT))
+    assert t.types[0].size == Spec(blob("vmlinux-6.12.95+deb12-s390x")).find_one("task_struct", Kind.STRUCT).size
