@@ -53,6 +53,11 @@ proto-check: $(STAMP)
 
 bench: $(STAMP) sysdeps
 	$(BIN)/python bench/bench_btf.py
+	$(BIN)/python bench/bench_client.py
+	$(BIN)/python bench/bench_server.py
+	$(BIN)/python bench/bench_core.py
+	$(BIN)/python bench/bench_specs.py
+	$(BIN)/python bench/bench_load.py
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .mypy_cache .ruff_cache
