@@ -34,6 +34,7 @@ FOOTER = (
 # order/emit states (btf_dump.c)
 _NOT, _ING, _DONE = 0, 1, 2
 _MAX_DEPTH = 1024  # recursion guard for malformed chains
+_MAX_PAD_BITS = 8 << 20  # 1 MiB of explicit padding in one gap: refused
 
 # GCC emits typedefs to its internal __PolyX_t types for Arm SVE: libbpf aliases them
 # (btf_dump_emit_missing_aliases).
@@ -73,6 +74,10 @@ class CDumper:
         self._aligns: dict[int, int] = {}
         self._sizes: dict[int, int] = {}
         self.out: list[str] = []
+        # Work budget: valid BTF needs ~3 ordering/emitting steps a type (vmlinux: 356k for
+        # 127k types). A malformed graph (pointer/func-proto cycles with no named struct to
+        # stop at) can branch exponentially; past the budget it is refused, not walked.
+        self._budget = 64 * n + 100_000
         if whole_dump:  # only ordering needs it (anonymous enums); one type's text does not
             self._mark_referenced()
 
@@ -207,6 +212,7 @@ class CDumper:
         """btf_dump_order_type(): 1 when the reference is 'strong' (needs a definition)."""
         if depth > _MAX_DEPTH:
             raise BTFFormatError(f"type chain through [{tid}] too deep to order")
+        self._spend(tid)
         st = self.order_state
         if st[tid] == _DONE:
             return 1
@@ -269,6 +275,7 @@ class CDumper:
         """btf_dump_emit_type()."""
         if depth > _MAX_DEPTH:
             raise BTFFormatError(f"type chain through [{tid}] too deep to emit")
+        self._spend(tid)
         es = self.emit_state
         if tid == 0 or es[tid] == _DONE:
             return
@@ -397,6 +404,10 @@ class CDumper:
         itself), then fill the rest with full-size markers and one smallest remainder."""
         if cur_off >= next_off:
             return
+        if next_off - cur_off > _MAX_PAD_BITS:
+            # bpftool would print one `long: 64;` per 8 bytes; a 1 KiB blob claiming a 64 MiB
+            # struct would turn into ~100 MB of text. No real type has such a gap.
+            raise BTFFormatError(f"padding gap of {(next_off - cur_off) // 8} bytes is too large to format")
         pads = (("long", self.ptr_sz * 8), ("int", 32), ("short", 16), ("char", 8))
         w = self.out.append
         # The largest padding type whose next boundary is still within the gap (char always).
@@ -464,8 +475,14 @@ class CDumper:
 
     # ---------------------------------------------------------------- declarators
 
+    def _spend(self, tid: int) -> None:
+        self._budget -= 1
+        if self._budget < 0:
+            raise BTFFormatError(f"type graph through [{tid}] is too tangled to format (a reference cycle?)")
+
     def _type_decl(self, tid: int, fname: str, lvl: int) -> None:
         """btf_dump_emit_type_decl(): build the declarator stack, then emit the chain."""
+        self._spend(tid)
         stack: list[int] = []
         spec = self.spec
         for _ in range(_MAX_DEPTH):

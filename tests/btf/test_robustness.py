@@ -205,3 +205,23 @@ def test_mutated_blobs_fail_cleanly(data: bytes) -> None:
 @given(st.binary(max_size=300))
 def test_random_bytes_fail_cleanly(data: bytes) -> None:
     _exercise(b"\x9f\xeb\x01\x00\x18\x00\x00\x00" + data)
+
+
+def test_fuzz_findings_stay_fixed() -> None:
+    """Inputs the coverage-guided fuzzer (bench/fuzz_btf.py) found: each must fail fast with
+    a BTFError. slow-dump-c: a 799-byte blob claiming a 64 MiB struct, whose C padding
+    would have been ~92 MB of `long: 64;` lines."""
+    import lzma
+
+    from tests.conftest import BTF_DATA
+
+    for f in sorted((BTF_DATA / "fuzz").glob("*.btf.xz")):
+        data = lzma.decompress(f.read_bytes())
+        with pytest.raises(BTFError):
+            _exercise_strict(data)
+
+
+def _exercise_strict(data: bytes) -> None:
+    spec = Spec(data)
+    "".join(dump_raw(spec))
+    "".join(dump_c(spec))
