@@ -163,3 +163,27 @@ def test_core_and_min_btf_through_the_daemon(daemon, tmp_path: Path) -> None:
 def test_help_teaches() -> None:
     r = subprocess.run([BTFCTL, "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "examples:" in r.stdout and "exit codes" in r.stdout
+
+
+def test_lookup_of_the_20_largest_structs_is_bpftools_text(daemon, local: Spec, bpftool: str,
+                                                            kernel_vmlinux: Path) -> None:
+    """`btfctl lookup NAME` against the daemon prints exactly the block bpftool's C dump
+    has for that struct (nested anonymous members included)."""
+    from btfd.btf.format_c import HEADER
+
+    dump = subprocess.run([bpftool, "btf", "dump", "file", str(kernel_vmlinux), "format", "c"],
+                          capture_output=True, text=True, check=True).stdout[len(HEADER):]
+    blocks = {}
+    for block in dump.split(";\n\n"):
+        block = block.lstrip("\n")
+        blocks[block.split("\n", 1)[0]] = block + ";\n\n"
+    largest = []
+    for t in sorted(local.types(Kind.STRUCT), key=lambda t: -t.size):
+        if t.name and len(local.find_ids(t.name, Kind.STRUCT)) == 1 and f"struct {t.name} {{" in blocks:
+            largest.append(t.name)
+        if len(largest) == 20:
+            break
+    assert len(largest) == 20
+    for name in largest:
+        r = btfctl(daemon, "lookup", name, "--kind", "struct")
+        assert r.returncode == 0 and r.stdout == blocks[f"struct {name} {{"], name
