@@ -33,7 +33,7 @@ FOOTER = (
 
 # order/emit states (btf_dump.c)
 _NOT, _ING, _DONE = 0, 1, 2
-_MAX_DEPTH = 1024  # recursion guard for malformed chains
+_MAX_DEPTH = 200  # recursion guard for malformed chains (kernel BTF nests < 40 deep)
 _MAX_PAD_BITS = 8 << 20  # 1 MiB of explicit padding in one gap: refused
 
 # GCC emits typedefs to its internal __PolyX_t types for Arm SVE: libbpf aliases them
@@ -628,7 +628,10 @@ def dump_c(spec: Spec) -> Iterator[str]:
         d = CDumper(spec)
         yield HEADER
         for tid in range(1, spec.next_id):
-            d.dump_type(tid)
+            try:
+                d.dump_type(tid)
+            except RecursionError:  # a last resort: the depth guards should stop it first
+                raise BTFFormatError(f"type [{tid}] nests too deeply to format") from None
             if d.out:
                 yield d.take()
         yield FOOTER
@@ -638,6 +641,13 @@ def format_type_c(spec: Spec, tid: int) -> str:
     """One type's C declaration as it stands in bpftool's full dump: structs, unions, enums,
     typedefs and forward declarations exactly as that block (anonymous members inlined);
     a FUNC as its prototype; a VAR as a declaration; other kinds as a type name."""
+    try:
+        return _format_one(spec, tid)
+    except RecursionError:
+        raise BTFFormatError(f"type [{tid}] nests too deeply to format") from None
+
+
+def _format_one(spec: Spec, tid: int) -> str:
     d = CDumper(spec, whole_dump=False)
     if tid == 0:
         return "void\n"
