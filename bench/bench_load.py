@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--soak-seconds", type=float, default=0)
+    ap.add_argument("--warmup-seconds", type=float, default=120, help="soak: load before the baseline")
     args = ap.parse_args()
     spec = Spec(Path("/sys/kernel/btf/vmlinux").read_bytes())
     names = sorted({t.name for t in spec.types(Kind.STRUCT) if t.name})
@@ -53,7 +54,7 @@ def main() -> None:
                 for e in r.errors[:5]:
                     print("  error:", e)
                 return
-            asyncio.run(run_mixed(sock, 16, 300, names, obj))  # warm-up
+            asyncio.run(run_mixed(sock, 16, 10**9, names, obj, deadline=time.monotonic() + args.warmup_seconds))
             m0, fds0 = memory_bytes(daemon.pid), len(os.listdir(f"/proc/{daemon.pid}/fd"))
             end = time.monotonic() + args.soak_seconds
             total, errors, samples = 0, 0, []
@@ -64,7 +65,8 @@ def main() -> None:
                 errors += len(r.errors)
                 samples.append((memory_bytes(daemon.pid)["uss"], len(os.listdir(f"/proc/{daemon.pid}/fd"))))
             m1 = memory_bytes(daemon.pid)
-            print(f"- soak {args.soak_seconds:.0f} s, 16 clients of mixed load: {total} requests, {errors} errors")
+            print(f"- soak {args.soak_seconds:.0f} s after a {args.warmup_seconds:.0f} s warm-up, 16 clients of mixed "
+                  f"load: {total} requests, {errors} errors")
             print(f"- uss after warm-up {m0['uss'] / 1048576:.2f} MiB, at the end {m1['uss'] / 1048576:.2f} MiB "
                   f"({(m1['uss'] - m0['uss']) / 1048576:+.2f} MiB); per minute: "
                   + ", ".join(f"{u / 1048576:.2f}" for u, _ in samples))
