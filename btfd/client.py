@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 from .btf import BTFError, Spec
+from .paths import default_socket
 from .v1 import btfd_pb2 as pb
 from .v1 import btfd_pb2_grpc as pb_grpc
 
@@ -41,15 +42,6 @@ __all__ = [
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
 
 
-def default_socket() -> str:
-    """``$BTFD_SOCKET``, else ``/run/btfd/btfd.sock`` as root, else
-    ``$XDG_RUNTIME_DIR/btfd.sock`` (what ``btfd`` itself defaults to)."""
-    env = os.environ.get("BTFD_SOCKET")
-    if env:
-        return env
-    if os.geteuid() != 0 and os.environ.get("XDG_RUNTIME_DIR"):
-        return os.path.join(os.environ["XDG_RUNTIME_DIR"], "btfd.sock")
-    return "/run/btfd/btfd.sock"
 
 
 def _delays(budget: float, first: float = 0.05, cap: float = 1.0) -> Iterator[float]:

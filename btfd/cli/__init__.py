@@ -23,16 +23,7 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 
-def default_socket() -> str:
-    """``$BTFD_SOCKET``, else ``/run/btfd/btfd.sock`` for root and
-    ``$XDG_RUNTIME_DIR/btfd.sock`` for others (what ``btfd`` itself defaults to)."""
-    env = os.environ.get("BTFD_SOCKET")
-    if env:
-        return env
-    if os.geteuid() != 0 and os.environ.get("XDG_RUNTIME_DIR"):
-        return os.path.join(os.environ["XDG_RUNTIME_DIR"], "btfd.sock")
-    return "/run/btfd/btfd.sock"
-
+from ..paths import default_socket  # noqa: E402  (re-exported: btfctl's default socket)
 
 _KINDS = (
     "int ptr array struct union enum fwd typedef volatile const restrict func func_proto var "

@@ -14,28 +14,12 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
-from ..btf import BTFError, Spec
+from ..btf import BTFError
 from . import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 
 __all__ = [
-    "run", "run_local", "run_remote", "print_records", "exit_code", "load_target", "record_from_message",
+    "run", "run_local", "run_remote", "print_records", "print_matrix", "exit_code", "record_from_message",
 ]
-
-
-def load_target(target: str, base: str | None) -> tuple[Spec, list[Any]]:
-    """Open a target BTF file (raw BTF or ELF), split over ``base`` when given. Returns the
-    spec and the sources to close after use."""
-    from ..source import open_source
-
-    sources: list[Any] = []
-    base_spec = None
-    if base:
-        bsrc = open_source(base)
-        sources.append(bsrc)
-        base_spec = bsrc.spec(name=base)
-    src = open_source(target)
-    sources.append(src)
-    return src.spec(base=base_spec, name=target), sources
 
 
 def record_from_message(m: Any) -> dict[str, Any]:
@@ -119,43 +103,23 @@ def print_records(records: Iterable[Any], *, as_json: bool, out: TextIO | None =
 def run_local(obj_path: str, target: str, base: str | None, as_json: bool) -> int:
     """Resolve ``obj_path`` against the target file locally and print the records."""
     from ..core import resolve_object
-    from ..source import open_source
+    from ._local import local_spec, read_file, split_hint
 
-    sources: list[Any] = []
     try:
-        spec, sources = load_target(target, base)
-        osrc = open_source(obj_path)
-        sources.append(osrc)
-        result = resolve_object(bytes(osrc.data), spec)
-        rc = print_records(result.records, as_json=as_json)
-        spec.close()
-        if spec.base is not None:
-            spec.base.close()
-        return rc
+        with local_spec(target, base) as spec:
+            result = resolve_object(read_file(obj_path), spec)
+        return print_records(result.records, as_json=as_json)
     except BTFError as e:
-        hint = ""
-        if "string section does not start" in str(e) and not base:
-            hint = " (is the target split BTF, e.g. a module's? pass its --base)"
-        print(f"btfctl core: {e}{hint}", file=sys.stderr)
+        print(f"btfctl core: {e}{split_hint(e, base)}", file=sys.stderr)
         return EXIT_USAGE
-    finally:
-        for s in reversed(sources):
-            try:
-                s.close()
-            except BufferError:
-                pass
 
 
 def run_remote(args: argparse.Namespace) -> int:
     """Ask the daemon (ResolveCore) against ``--spec``, or every served spec with --all-specs."""
+    from ._local import read_file
     from ._rpc import client, guard
 
-    try:
-        with open(args.object, "rb") as f:
-            obj = f.read()
-    except OSError as e:
-        print(f"btfctl core: cannot read {args.object}: {e.strerror}", file=sys.stderr)
-        return EXIT_USAGE
+    obj = guard(args, lambda: read_file(args.object))
     c = client(args)
     try:
         specs = [args.spec]

@@ -48,25 +48,10 @@ def _write(spec: Any, fmt: str) -> None:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from ..source import open_source
+    from ._local import local_spec
 
-    sources = []
-    try:
-        base = None
-        if args.base:
-            bsrc = open_source(args.base)
-            sources.append(bsrc)
-            base = bsrc.spec(name=args.base)
-        src = open_source(args.file)
-        sources.append(src)
-        spec = src.spec(base=base, name=args.file)
+    with local_spec(args.file, args.base) as spec:
         _write(spec, args.format)
-        spec.close()
-        if base is not None:
-            base.close()
-    finally:
-        for s in reversed(sources):
-            s.close()
     return EXIT_OK
 
 

@@ -15,30 +15,18 @@ __all__ = ["run"]
 
 def _local(args: argparse.Namespace) -> int:
     from ..btf import BTFNotFoundError, Kind
-    from ..source import open_source
+    from ._local import local_spec
 
-    sources = []
-    try:
-        base = None
-        if args.base:
-            bsrc = open_source(args.base)
-            sources.append(bsrc)
-            base = bsrc.spec(name=args.base)
-        src = open_source(args.file)
-        sources.append(src)
-        spec = src.spec(base=base, name=args.file)
+    with local_spec(args.file, args.base) as spec:
         if args.id is not None:
-            ids = [args.id]
             spec.type(args.id)
+            ids = [args.id]
         else:
             ids = spec.find_ids(args.name, Kind(kind_number(args.kind)) if args.kind else None)
             if not ids:
                 raise BTFNotFoundError(f"no type named {args.name!r} in {args.file}")
         _print_local(args, spec, ids)
-        return EXIT_OK
-    finally:
-        for s in reversed(sources):
-            s.close()
+    return EXIT_OK
 
 
 def _print_local(args: argparse.Namespace, spec: Any, ids: list[int]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
 from ..btf import BTFError
 from . import EXIT_OK, EXIT_USAGE
@@ -38,48 +37,23 @@ def write_output(path: str, blob: bytes, type_count: int) -> int:
 
 def run_local(objects: list[str], target: str, base: str | None, output: str) -> int:
     from ..core.minimize import minimize
-    from ..source import open_source
-    from .cmd_core import load_target
+    from ._local import local_spec, read_file, split_hint
 
-    sources: list[Any] = []
     try:
-        spec, sources = load_target(target, base)
-        blobs = []
-        for path in objects:
-            src = open_source(path)
-            sources.append(src)
-            blobs.append(bytes(src.data))
-        m = minimize(blobs, spec)
-        spec.close()
-        if spec.base is not None:
-            spec.base.close()
+        with local_spec(target, base) as spec:
+            m = minimize([read_file(p) for p in objects], spec)
     except BTFError as e:
-        hint = ""
-        if "string section does not start" in str(e) and not base:
-            hint = " (is the target split BTF, e.g. a module's? pass its --base)"
-        print(f"btfctl min-btf: {e}{hint}", file=sys.stderr)
+        print(f"btfctl min-btf: {e}{split_hint(e, base)}", file=sys.stderr)
         return EXIT_USAGE
-    finally:
-        for s in reversed(sources):
-            try:
-                s.close()
-            except BufferError:
-                pass
     return write_output(output, m.btf, len(m.types))
 
 
 def run_remote(args: argparse.Namespace) -> int:
     """Ask the daemon (MinimizeBtf) against ``--spec``."""
+    from ._local import read_file
     from ._rpc import client, guard
 
-    objs = []
-    for path in args.objects:
-        try:
-            with open(path, "rb") as f:
-                objs.append(f.read())
-        except OSError as e:
-            print(f"btfctl min-btf: cannot read {path}: {e.strerror}", file=sys.stderr)
-            return EXIT_USAGE
+    objs = guard(args, lambda: [read_file(p) for p in args.objects])
     c = client(args)
     try:
         resp = guard(args, lambda: c.minimize_btf(objs, spec=args.spec))

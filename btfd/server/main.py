@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
+
+from .. import paths
 
 __all__ = ["main", "build_parser", "default_socket"]
 
@@ -33,9 +34,8 @@ clients:
 
 
 def default_socket() -> str:
-    if os.geteuid() == 0 or not os.environ.get("XDG_RUNTIME_DIR"):
-        return "/run/btfd/btfd.sock"
-    return os.path.join(os.environ["XDG_RUNTIME_DIR"], "btfd.sock")
+    """Where the daemon listens without --socket ($BTFD_SOCKET is for clients)."""
+    return paths.default_socket(from_env=False)
 
 
 def _mode(s: str) -> int:

@@ -56,6 +56,19 @@ def _kind(value: int) -> Kind | None:
         raise RequestError(f"unknown kind {value}") from None
 
 
+async def _fail(self: Any, method: str, exc: Exception, t0: float, context: Any) -> None:
+    """Count the failure and abort the call with the status the error maps to (library
+    errors: their status hint; anything else: INTERNAL, logged with its traceback)."""
+    if isinstance(exc, BTFError):
+        code = status_for(exc)
+        message = str(exc)
+    else:
+        log.exception("%s failed", method)
+        code, message = grpc.StatusCode.INTERNAL, f"internal error: {exc}"
+    self._done(method, code.name, t0)
+    await context.abort(code, message)
+
+
 def unary(method: str) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
     def deco(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         @functools.wraps(fn)
@@ -63,25 +76,19 @@ def unary(method: str) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., 
             t0 = time.perf_counter()
             try:
                 result = await fn(self, request, context)
-            except BTFError as exc:
-                code = status_for(exc)
-                self._done(method, code.name, t0)
-                await context.abort(code, str(exc))
-                raise  # unreachable: abort raises
             except asyncio.CancelledError:
                 self._done(method, "CANCELLED", t0)
                 raise
             except Exception as exc:
-                log.exception("%s failed", method)
-                self._done(method, "INTERNAL", t0)
-                await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
-                raise
+                await _fail(self, method, exc, t0, context)
+                raise  # unreachable: abort raises
             self._done(method, "OK", t0)
             return result
 
         return wrapper
 
     return deco
+
 
 def stream(method: str) -> Callable[[Callable[..., AsyncIterator[R]]], Callable[..., AsyncIterator[R]]]:
     def deco(fn: Callable[..., AsyncIterator[R]]) -> Callable[..., AsyncIterator[R]]:
@@ -91,18 +98,11 @@ def stream(method: str) -> Callable[[Callable[..., AsyncIterator[R]]], Callable[
             try:
                 async for item in fn(self, request, context):
                     yield item
-            except BTFError as exc:
-                code = status_for(exc)
-                self._done(method, code.name, t0)
-                await context.abort(code, str(exc))
-                return
             except asyncio.CancelledError:
                 self._done(method, "CANCELLED", t0)
                 raise
             except Exception as exc:
-                log.exception("%s failed", method)
-                self._done(method, "INTERNAL", t0)
-                await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
+                await _fail(self, method, exc, t0, context)
                 return
             self._done(method, "OK", t0)
 
