@@ -96,3 +96,33 @@ def test_big_endian_spec_is_served_as_is(fleet) -> None:
     assert specs["k6.12-s390x"].byte_order == "big"
     t = fleet.stub().LookupType(pb.LookupTypeRequest(spec="k6.12-s390x", name="task_struct", kind=pb.KIND_STRUCT))
     assert t.types[0].size == Spec(blob("vmlinux-6.12.95+deb12-s390x")).find_one("task_struct", Kind.STRUCT).size
+
+
+def test_resolve_core_finds_candidates_in_module_btf(tmp_path: Path) -> None:
+    """A relocation on a type only a module has: poisoned against vmlinux alone, resolved
+    when ResolveCore may look into module BTF (libbpf's order: vmlinux, then modules)."""
+    src = tmp_path / "mod.bpf.c"
+    src.write_text(
+        "struct btrfs_fs_info { unsigned int nodesize; } __attribute__((preserve_access_index));\n"
+        "__attribute__((section(\"kprobe/x\"), used))\n"
+        "int prog(struct btrfs_fs_info *f) { return f->nodesize; }\n"
+        "char LICENSE[] __attribute__((section(\"license\"), used)) = \"GPL\";\n"
+    )
+    obj = tmp_path / "mod.bpf.o"
+    subprocess.run(["clang", "-g", "-O2", "-target", "bpf", "-c", str(src), "-o", str(obj)], check=True, timeout=120)
+    sysfs = tmp_path / "sysfs"
+    sysfs.mkdir()
+    (sysfs / "vmlinux").write_bytes(blob("vmlinux-6.1.0-56-amd64"))
+    (sysfs / "btrfs").write_bytes(blob("btrfs-6.1.0-56-amd64"))
+    base = Spec(blob("vmlinux-6.1.0-56-amd64"))
+    mod = Spec(blob("btrfs-6.1.0-56-amd64"), base=base)
+    info = mod.find_one("btrfs_fs_info", Kind.STRUCT)
+    assert not base.find_ids("btrfs_fs_info")
+    want = next(m.bit_offset // 8 for m in info.members if m.name == "nodesize")
+    with BtfdProcess(tmp_path / "d", "--sysfs-btf-dir", str(sysfs), "--metrics-address", "off") as d:
+        data = obj.read_bytes()
+        [alone] = d.stub().ResolveCore(pb.ResolveCoreRequest(object=data)).results
+        [withm] = d.stub().ResolveCore(pb.ResolveCoreRequest(object=data, include_modules=True)).results
+    [r0], [r1] = alone.relocations, withm.relocations
+    assert r0.status == "poison"
+    assert r1.status == "ok" and r1.new_val == want and r1.target_type_id == info.id
