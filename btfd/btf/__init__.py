@@ -1,6 +1,9 @@
 """btfd.btf: a pure, zero-copy, lazily decoded BTF library.
 
->>> spec = load_spec(open("/sys/kernel/btf/vmlinux", "rb").read())
+Files are opened elsewhere (btfd.source); this package only reads buffers:
+
+>>> from btfd.source import open_kernel_btf
+>>> spec = open_kernel_btf().spec()         # or load_spec(some_bytes_or_mmap)
 >>> spec.find_one("task_struct", Kind.STRUCT).size
 """
 
