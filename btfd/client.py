@@ -3,30 +3,34 @@
 ``clients/python`` (package ``btfd_client``) re-exports this module; ``btfctl`` uses it too.
 
 - :class:`Client` (sync) and :class:`AsyncClient` mirror every RPC. Each call has a deadline;
-  ``UNAVAILABLE`` (daemon restarting) is retried with exponential backoff within
-  ``retry_budget`` seconds; no other status is retried.
-- :func:`open_shared` asks the fd socket for a spec's fd (SCM_RIGHTS), maps it read-only and
-  returns a :class:`btfd.btf.Spec` over the mapping: in-process lookups, no per-agent copy.
+  ``UNAVAILABLE`` (daemon restarting) is retried with exponential backoff, and
+  ``retry_budget`` bounds the wall time spent retrying (attempts included, not only sleeps);
+  no other status is retried. The channel reconnects quickly after a restart (reconnect
+  backoff 0.1 s up to 1 s instead of gRPC's 1 s up to 120 s).
+- :func:`open_shared` (in :mod:`btfd.shared`, re-exported here) asks the fd socket for a
+  spec's fd (SCM_RIGHTS), maps it read-only and returns a :class:`btfd.btf.Spec` over the
+  mapping: in-process lookups, no per-agent copy of the blob.
+
+This module does not import the BTF library until the fd path is used: a gRPC-only client
+(``btfctl lookup``) starts without it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from .btf import BTFError, Spec
 from .paths import default_socket
 from .v1 import btfd_pb2 as pb
 from .v1 import btfd_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from .shared import FdError, SharedSpec, fd_socket_for, open_shared, request_fd
 
 __all__ = [
     "Client",
@@ -35,23 +39,59 @@ __all__ = [
     "FdError",
     "open_shared",
     "request_fd",
+    "fd_socket_for",
     "default_socket",
     "RETRYABLE",
+    "CHANNEL_OPTIONS",
 ]
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
 
+#: Reconnect quickly after a daemon restart: gRPC's default backoff grows to 120 s, during
+#: which calls on a channel in TRANSIENT_FAILURE fail at once without reconnecting.
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+_LAZY = frozenset({"FdError", "SharedSpec", "open_shared", "request_fd", "fd_socket_for"})
 
 
+def __getattr__(name: str) -> Any:
+    # The fd path needs the BTF library; import it on first use only.
+    if name in _LAZY:
+        from . import shared
 
-def _delays(budget: float, first: float = 0.05, cap: float = 1.0) -> Iterator[float]:
-    """Exponential backoff with jitter until ``budget`` seconds are spent."""
-    spent, d = 0.0, first
-    while spent < budget:
-        step = min(d, budget - spent) * (0.5 + random.random() / 2)
-        spent += step
-        yield step
-        d = min(d * 2, cap)
+        return getattr(shared, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class Retry:
+    """Backoff for one logical call: exponential with jitter, within ``budget`` seconds of
+    wall time counted from the first attempt (``clock`` is :func:`time.monotonic`)."""
+
+    def __init__(self, budget: float, *, first: float = 0.05, cap: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.deadline = clock() + budget
+        self.first = self.next = first
+        self.cap = cap
+
+    def delay(self, exc: grpc.RpcError) -> float | None:
+        """Seconds to sleep before retrying after ``exc``; None: give up and raise it."""
+        if exc.code() not in RETRYABLE:
+            return None
+        left = self.deadline - self.clock()
+        if left <= 0:
+            return None
+        d = min(self.next * (0.5 + random.random() / 2), left)
+        self.next = min(self.next * 2, self.cap)
+        return d
+
+    def progress(self) -> None:
+        """The call got somewhere (a page of a stream): start backing off from scratch."""
+        self.next = self.first
 
 
 class _Base:
@@ -61,6 +101,26 @@ class _Base:
         self.timeout = timeout
         self.retry_budget = retry_budget
         self.target = f"unix:{self.socket_path}"
+        #: How many times a call was retried after UNAVAILABLE (for agents' own metrics).
+        self.retries = 0
+
+    def _retry(self) -> Retry:
+        return Retry(self.retry_budget)
+
+    def _list_request(self, kind: int, name: str, match: int, spec: str, page_size: int,
+                      start: int, limit: int) -> Any:
+        return pb.ListTypesRequest(spec=spec, kind=kind, name=name, match=match,  # type: ignore[arg-type,unused-ignore]
+                                   page_size=page_size, start_id=start, limit=limit)
+
+
+def _lookup_request(name: str | None, id: int | None, kind: int, spec: str, depth: int,
+                    all_specs: bool) -> Any:
+    req = pb.LookupTypeRequest(spec=spec, kind=int(kind), depth=depth, all_specs=all_specs)  # type: ignore[arg-type,unused-ignore]
+    if id is not None:
+        req.id = id
+    elif name is not None:
+        req.name = name
+    return req
 
 
 class Client(_Base):
@@ -69,20 +129,19 @@ class Client(_Base):
     def __init__(self, socket_path: str | None = None, *, timeout: float = 10.0,
                  retry_budget: float = 15.0) -> None:
         super().__init__(socket_path, timeout=timeout, retry_budget=retry_budget)
-        self.channel = grpc.insecure_channel(self.target)
+        self.channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
         self.stub: Any = pb_grpc.BtfStub(self.channel)  # type: ignore[no-untyped-call]
 
     def _call(self, fn: Callable[..., Any], request: Any) -> Any:
-        delays = _delays(self.retry_budget)
+        retry = self._retry()
         while True:
             try:
                 return fn(request, timeout=self.timeout)
             except grpc.RpcError as exc:
-                if exc.code() not in RETRYABLE:
-                    raise
-                d = next(delays, None)
+                d = retry.delay(exc)
                 if d is None:
                     raise
+                self.retries += 1
                 time.sleep(d)
 
     def get_info(self) -> pb.GetInfoResponse:
@@ -92,41 +151,39 @@ class Client(_Base):
     def lookup_type(self, name: str | None = None, *, id: int | None = None, kind: int = 0,
                     spec: str = "", depth: int = 0, all_specs: bool = False) -> pb.LookupTypeResponse:
         """Types by ``name`` (optionally of ``kind``, a ``btfd.btf.Kind``) or by ``id``."""
-        req = pb.LookupTypeRequest(spec=spec, kind=int(kind), depth=depth, all_specs=all_specs)  # type: ignore[arg-type,unused-ignore]
-        if id is not None:
-            req.id = id
-        elif name is not None:
-            req.name = name
+        req = _lookup_request(name, id, kind, spec, depth, all_specs)
         r: pb.LookupTypeResponse = self._call(self.stub.LookupType, req)
         return r
 
     def list_types(self, *, kind: int = 0, name: str = "", match: int = 0, spec: str = "",
                    page_size: int = 0, limit: int = 0) -> Iterator[pb.TypeSummary]:
-        """Every matching type; resumes after UNAVAILABLE from the last page received."""
-        start = 0
-        sent = 0
-        delays = _delays(self.retry_budget)
+        """Every matching type, as the pages arrive; after UNAVAILABLE (a restart) the
+        listing resumes after the last page received: no type twice, none missing."""
+        start, sent = 0, 0
+        retry = self._retry()
         while True:
-            req = pb.ListTypesRequest(spec=spec, kind=kind, name=name, match=match,  # type: ignore[arg-type,unused-ignore]
-                                      page_size=page_size, start_id=start,
-                                      limit=(limit - sent) if limit else 0)
+            req = self._list_request(kind, name, match, spec, page_size, start,
+                                     (limit - sent) if limit else 0)
             try:
                 for page in self.stub.ListTypes(req, timeout=self.timeout):
+                    retry.progress()
                     for t in page.types:
                         sent += 1
                         yield t
-                    if not page.next_start_id:
+                    if not page.next_start_id or (limit and sent >= limit):
                         return
                     start = page.next_start_id
                 return
             except grpc.RpcError as exc:
-                d = next(delays, None)
-                if exc.code() not in RETRYABLE or d is None:
+                d = retry.delay(exc)
+                if d is None:
                     raise
+                self.retries += 1
                 time.sleep(d)
 
     def read_raw(self, offset: int, length: int, *, spec: str = "", chunk_size: int = 0) -> bytes:
         req = pb.ReadRawRequest(spec=spec, offset=offset, length=length, chunk_size=chunk_size)
+
         def read(r: Any, timeout: float) -> bytes:
             return b"".join(c.data for c in self.stub.ReadRaw(r, timeout=timeout))
 
@@ -164,23 +221,25 @@ class Client(_Base):
 
 
 class AsyncClient(_Base):
-    """asyncio btfd client (grpc.aio), same methods as :class:`Client` but awaitable."""
+    """asyncio btfd client (grpc.aio): the same methods as :class:`Client`, awaitable, with
+    the same deadlines, retries and list resumption."""
 
     def __init__(self, socket_path: str | None = None, *, timeout: float = 10.0,
                  retry_budget: float = 15.0) -> None:
         super().__init__(socket_path, timeout=timeout, retry_budget=retry_budget)
-        self.channel = grpc.aio.insecure_channel(self.target)
+        self.channel = grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
         self.stub: Any = pb_grpc.BtfStub(self.channel)  # type: ignore[no-untyped-call]
 
     async def _call(self, fn: Callable[..., Any], request: Any) -> Any:
-        delays = _delays(self.retry_budget)
+        retry = self._retry()
         while True:
             try:
                 return await fn(request, timeout=self.timeout)
             except grpc.aio.AioRpcError as exc:
-                d = next(delays, None)
-                if exc.code() not in RETRYABLE or d is None:
+                d = retry.delay(exc)
+                if d is None:
                     raise
+                self.retries += 1
                 await asyncio.sleep(d)
 
     async def get_info(self) -> pb.GetInfoResponse:
@@ -189,25 +248,43 @@ class AsyncClient(_Base):
 
     async def lookup_type(self, name: str | None = None, *, id: int | None = None, kind: int = 0,
                           spec: str = "", depth: int = 0, all_specs: bool = False) -> pb.LookupTypeResponse:
-        req = pb.LookupTypeRequest(spec=spec, kind=int(kind), depth=depth, all_specs=all_specs)  # type: ignore[arg-type,unused-ignore]
-        if id is not None:
-            req.id = id
-        elif name is not None:
-            req.name = name
+        req = _lookup_request(name, id, kind, spec, depth, all_specs)
         r: pb.LookupTypeResponse = await self._call(self.stub.LookupType, req)
         return r
 
     async def list_types(self, *, kind: int = 0, name: str = "", match: int = 0, spec: str = "",
                          page_size: int = 0, limit: int = 0) -> AsyncIterator[pb.TypeSummary]:
-        req = pb.ListTypesRequest(spec=spec, kind=kind, name=name, match=match,  # type: ignore[arg-type,unused-ignore]
-                                  page_size=page_size, limit=limit)
-        async for page in self.stub.ListTypes(req, timeout=self.timeout):
-            for t in page.types:
-                yield t
+        """Like :meth:`Client.list_types`: pages as they arrive, resumed after a restart."""
+        start, sent = 0, 0
+        retry = self._retry()
+        while True:
+            req = self._list_request(kind, name, match, spec, page_size, start,
+                                     (limit - sent) if limit else 0)
+            try:
+                async for page in self.stub.ListTypes(req, timeout=self.timeout):
+                    retry.progress()
+                    for t in page.types:
+                        sent += 1
+                        yield t
+                    if not page.next_start_id or (limit and sent >= limit):
+                        return
+                    start = page.next_start_id
+                return
+            except grpc.aio.AioRpcError as exc:
+                d = retry.delay(exc)
+                if d is None:
+                    raise
+                self.retries += 1
+                await asyncio.sleep(d)
 
     async def read_raw(self, offset: int, length: int, *, spec: str = "", chunk_size: int = 0) -> bytes:
         req = pb.ReadRawRequest(spec=spec, offset=offset, length=length, chunk_size=chunk_size)
-        return b"".join([c.data async for c in self.stub.ReadRaw(req, timeout=self.timeout)])
+
+        async def read(r: Any, timeout: float) -> bytes:
+            return b"".join([c.data async for c in self.stub.ReadRaw(r, timeout=timeout)])
+
+        data: bytes = await self._call(read, req)
+        return data
 
     async def resolve_core(
         self, obj: bytes, *, spec: str = "", specs: list[str] | None = None,
@@ -223,6 +300,14 @@ class AsyncClient(_Base):
             self.stub.MinimizeBtf, pb.MinimizeBtfRequest(spec=spec, objects=objects))
         return r
 
+    async def health(self) -> bool:
+        """True when the daemon reports SERVING."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        r = await self._call(stub.Check, health_pb2.HealthCheckRequest())
+        return bool(r.status == health_pb2.HealthCheckResponse.SERVING)
+
     async def close(self) -> None:
         await self.channel.close()
 
@@ -231,93 +316,3 @@ class AsyncClient(_Base):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-# ---------------------------------------------------------------------------- fd path
-
-
-class FdError(BTFError):
-    """The fd socket answered with an error (``code`` is the status name)."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.status = code
-
-
-def request_fd(fd_socket: str, spec: str = "vmlinux", *, timeout: float = 10.0) -> tuple[dict[str, Any], int]:
-    """One request on the fd socket: ``(answer, fd)``. Raises :class:`FdError` on an error
-    answer, OSError when the socket cannot be reached."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(fd_socket)
-        s.sendall(spec.encode() + b"\n")
-        buf = b""
-        fds: list[int] = []
-        while not buf.endswith(b"\n"):
-            msg, got, _flags, _addr = socket.recv_fds(s, 4096, 1)
-            fds.extend(got)
-            if not msg:
-                break
-            buf += msg
-    try:
-        answer = json.loads(buf)
-    except ValueError:
-        for fd in fds:
-            os.close(fd)
-        raise FdError(f"malformed answer from {fd_socket}: {buf[:200]!r}", "INTERNAL") from None
-    if "error" in answer:
-        for fd in fds:
-            os.close(fd)
-        raise FdError(answer["error"], answer.get("code", "UNKNOWN"))
-    if len(fds) != 1:
-        for fd in fds:
-            os.close(fd)
-        raise FdError(f"expected exactly one fd with the answer, got {len(fds)}", "INTERNAL")
-    return answer, fds[0]
-
-
-@dataclass
-class SharedSpec:
-    """A spec over a mapping of an fd received from btfd. ``spec`` is the usable spec;
-    :meth:`close` releases spec, mappings and fds (base included)."""
-
-    spec: Spec
-    answer: dict[str, Any]
-    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
-
-    def close(self) -> None:
-        self.spec.close()
-        while self._closers:
-            self._closers.pop()()
-
-    def __enter__(self) -> Spec:
-        return self.spec
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def open_shared(spec: str = "vmlinux", *, fd_socket: str | None = None,
-                socket_path: str | None = None, timeout: float = 10.0) -> SharedSpec:
-    """Receive ``spec``'s fd from btfd, map it ``PROT_READ``/``MAP_PRIVATE`` and parse it in
-    place. Split specs (``module/...``) fetch and map their base too."""
-    from .source import map_fd
-
-    path = fd_socket or (socket_path or default_socket()) + ".fd"
-    closers: list[Callable[[], None]] = []
-    try:
-        base_spec: Spec | None = None
-        answer, fd = request_fd(path, spec, timeout=timeout)
-        closers.append(lambda: os.close(fd))
-        if answer.get("base"):
-            base = open_shared(answer["base"], fd_socket=path, timeout=timeout)
-            base_spec = base.spec
-            closers.append(base.close)
-        m = map_fd(fd, answer["size"])
-        closers.append(m.close)
-        s = Spec(m, base=base_spec, name=answer["spec"])
-    except BaseException:
-        for c in reversed(closers):
-            c()
-        raise
-    return SharedSpec(s, answer, closers)

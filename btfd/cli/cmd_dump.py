@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import EXIT_OK
-from ._rpc import guard
+from ._rpc import fd_socket, guard
 
 __all__ = ["run", "render"]
 
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from ..client import open_shared
 
-    shared = guard(args, lambda: open_shared(args.spec, socket_path=args.socket, timeout=args.timeout))
+    path = fd_socket(args)
+    shared = guard(args, lambda: open_shared(args.spec, fd_socket=path, timeout=args.timeout), path)
     try:
         _write(shared.spec, args.format)
     finally:

@@ -1,4 +1,5 @@
-"""``btfctl list [--kind K] [--match GLOB]``: JSON lines in pipes, aligned columns on a tty."""
+"""``btfctl list [--kind K] [--match GLOB]``: JSON lines in pipes, aligned columns on a tty.
+Rows are printed as the daemon's pages arrive."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 
 from . import EXIT_NOT_FOUND, EXIT_OK
+from ._progress import Progress
 from ._rpc import client, guard, kind_number
 
 __all__ = ["run"]
@@ -15,7 +17,6 @@ _GLOB = set("*?[")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..btf.kinds import KIND_NAMES
     from ..v1 import btfd_pb2 as pb
 
     if args.match is None:
@@ -25,17 +26,28 @@ def run(args: argparse.Namespace) -> int:
     else:
         match, pattern = pb.NAME_MATCH_EXACT, args.match
     tty = sys.stdout.isatty()
+    kinds = {v: k.removeprefix("KIND_").lower() for k, v in pb.Kind.items()}
+    progress = Progress("list")
     c = client(args)
     n = 0
     try:
-        for t in guard(args, lambda: list(c.list_types(kind=kind_number(args.kind), name=pattern,
-                                                       match=match, spec=args.spec, limit=args.limit))):
-            kind = KIND_NAMES.get(t.kind, str(t.kind)).lower()
+        rows = guard(args, lambda: c.list_types(kind=kind_number(args.kind), name=pattern,
+                                                 match=match, spec=args.spec, limit=args.limit))
+        it = iter(rows)
+        while True:
+            t = guard(args, lambda: next(it, None))
+            if t is None:
+                break
+            kind = kinds.get(t.kind, str(t.kind))
             if tty:
-                print(f"[{t.id:>6}] {kind:<10} {t.name or '(anon)':<40} {t.size or ''}")
+                sys.stdout.write(f"[{t.id:>6}] {kind:<10} {t.name or '(anon)':<40} {t.size or ''}\n")
             else:
-                print(json.dumps({"id": t.id, "kind": kind, "name": t.name, "size": t.size}))
+                row = {"id": t.id, "kind": kind, "name": t.name, "size": t.size}
+                sys.stdout.write(json.dumps(row) + "\n")
             n += 1
+            if n % 512 == 0:
+                progress.tick(f"{n} types")
     finally:
+        progress.done()
         c.close()
     return EXIT_OK if n or args.match is None else EXIT_NOT_FOUND

@@ -13,6 +13,7 @@ import sys
 
 from ..btf import BTFError
 from . import EXIT_OK, EXIT_USAGE
+from ._progress import Elapsed
 
 __all__ = ["run", "run_local", "run_remote", "write_output"]
 
@@ -40,7 +41,7 @@ def run_local(objects: list[str], target: str, base: str | None, output: str) ->
     from ._local import local_spec, read_file, split_hint
 
     try:
-        with local_spec(target, base) as spec:
+        with local_spec(target, base) as spec, Elapsed("min-btf", f"minimising against {target}"):
             m = minimize([read_file(p) for p in objects], spec)
     except BTFError as e:
         print(f"btfctl min-btf: {e}{split_hint(e, base)}", file=sys.stderr)
@@ -56,7 +57,8 @@ def run_remote(args: argparse.Namespace) -> int:
     objs = guard(args, lambda: [read_file(p) for p in args.objects])
     c = client(args)
     try:
-        resp = guard(args, lambda: c.minimize_btf(objs, spec=args.spec))
+        with Elapsed("min-btf", f"waiting for btfd ({args.spec})"):
+            resp = guard(args, lambda: c.minimize_btf(objs, spec=args.spec))
     finally:
         c.close()
     return write_output(args.output, resp.btf, resp.type_count)

@@ -12,18 +12,35 @@ __all__ = ["run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.offset < 0 or args.length < 0:
-        print("btfctl raw: --offset and --length must not be negative", file=sys.stderr)
+    to_stdout = args.output in (None, "-")
+    if args.output is None and sys.stdout.isatty():
+        # Like curl: binary bytes would garble the terminal.
+        print("btfctl raw: refusing to write binary data to a terminal; use -o FILE "
+              "(or -o - to insist, or pipe it: | xxd)", file=sys.stderr)
         return EXIT_USAGE
-    c = client(args)
+    f = None
+    if not to_stdout:
+        try:
+            f = open(args.output, "wb")
+        except OSError as e:
+            print(f"btfctl raw: cannot write {args.output}: {e.strerror}", file=sys.stderr)
+            return EXIT_USAGE
     try:
-        data = guard(args, lambda: c.read_raw(args.offset, args.length, spec=args.spec))
+        c = client(args)
+        try:
+            data = guard(args, lambda: c.read_raw(args.offset, args.length, spec=args.spec))
+        finally:
+            c.close()
+        if f is not None:
+            try:
+                f.write(data)
+            except OSError as e:
+                print(f"btfctl raw: cannot write {args.output}: {e.strerror}", file=sys.stderr)
+                return EXIT_USAGE
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
     finally:
-        c.close()
-    if args.output:
-        with open(args.output, "wb") as f:
-            f.write(data)
-    else:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+        if f is not None:
+            f.close()
     return EXIT_OK
