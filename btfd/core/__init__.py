@@ -12,7 +12,7 @@ BTF for a set of objects (MinimizeBtf).
 
 from __future__ import annotations
 
-from .errors import CoreError, ObjectError
+from .errors import ByteOrderError, CoreError, ObjectError
 from .minimize import MinBtf, minimize, minimize_btf
 from .obj import BpfObject, BtfExt, CoreRelo, Function, ProgSection, parse_btf_ext, parse_object
 from .relo import (
@@ -29,6 +29,7 @@ from .relo import (
 
 __all__ = [
     "BpfObject",
+    "ByteOrderError",
     "BtfExt",
     "CoreError",
     "CoreRecord",

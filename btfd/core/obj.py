@@ -129,6 +129,16 @@ class BpfObject:
         return bytes(self.data[s.offset : s.offset + s.size])
 
 
+def _bare(e: BTFError) -> str:
+    """``e``'s message without the ``(at offset ...)`` suffix BTFError adds, for re-wrapping."""
+    msg = str(e)
+    if e.offset is not None:
+        tail = f" (at offset {e.offset:#x})"
+        if msg.endswith(tail):
+            msg = msg[: -len(tail)]
+    return msg
+
+
 def _u32(pfx: str) -> struct.Struct:
     return struct.Struct(pfx + "I")
 
@@ -149,13 +159,20 @@ def parse_btf_ext(data: Any, start: int, length: int, local: Spec) -> BtfExt:
         raise ObjectError(f".BTF.ext: bad magic {raw[0]:02x}{raw[1]:02x}", offset=0)
     if order != local.byte_order:
         raise ObjectError(".BTF.ext and .BTF have different byte orders", offset=0)
-    version, _flags = raw[2], raw[3]
+    version, flags = raw[2], raw[3]
     if version != 1:
         raise ObjectError(f".BTF.ext: unsupported version {version}", offset=2)
+    # libbpf's btf_ext_parse_hdr(): no flag is defined, so any is refused (-ENOTSUP).
+    if flags:
+        raise ObjectError(f".BTF.ext: unsupported flags {flags:#x} (none are defined)", offset=3)
     (hdr_len,) = struct.unpack_from(pfx + "I", raw, 4)
     # libbpf: the header must at least hold func_info and line_info (32 bytes with core_relo).
     if hdr_len < 24 or hdr_len > length:
-        raise ObjectError(f".BTF.ext: header length {hdr_len} is invalid", offset=4)
+        raise ObjectError(f".BTF.ext: header length {hdr_len} is invalid (section is {length} bytes)",
+                          offset=4)
+    # libbpf: "BTF.ext has no data" (-EINVAL) when the section is only its header.
+    if hdr_len == length:
+        raise ObjectError(f".BTF.ext: the section is only its {hdr_len}-byte header, no data", offset=4)
     u32 = _u32(pfx)
     fi_off, fi_len, li_off, li_len = struct.unpack_from(pfx + "IIII", raw, 8)
     cr_off = cr_len = 0
@@ -166,7 +183,8 @@ def parse_btf_ext(data: Any, start: int, length: int, local: Spec) -> BtfExt:
         try:
             return local.string(off)
         except BTFError as e:
-            raise ObjectError(f".BTF.ext: {what} string offset {off} is invalid ({e})", offset=at) from None
+            raise ObjectError(f".BTF.ext: {what} string offset {off} is invalid ({_bare(e)} in .BTF)",
+                              offset=at) from None
 
     def blocks(name: str, off: int, ln: int, min_rec: int) -> list[tuple[str, int, int, int]]:
         """(section name, number of records, record size, offset of first record)."""
@@ -239,9 +257,10 @@ def parse_object(data: Any) -> BpfObject:
     except ObjectError:
         raise
     except BTFError as e:
-        raise ObjectError(f".BTF: {e}", offset=e.offset) from None
+        # Offsets of .BTF errors are relative to the start of .BTF.
+        raise ObjectError(f".BTF: {_bare(e)} (in .BTF)", offset=e.offset) from None
     except Exception as e:  # pyelftools raises many things on garbage: ELFError, struct.error...
-        raise ObjectError(f"malformed ELF file: {type(e).__name__}: {e}", offset=0) from None
+        raise ObjectError(f"malformed ELF file header: {type(e).__name__}: {e}", offset=0) from None
 
 
 def _read_functions(elf: Any, symtab: Any, by_index: dict[int, ProgSection], buf: bytes) -> None:
@@ -289,14 +308,27 @@ def _parse_elf(data: Any) -> BpfObject:
         raise ObjectError(f"not a BPF object (machine {elf.header['e_machine']})", offset=0x12)
     order = "little" if elf.little_endian else "big"
     size = len(buf)
+    eh = elf.header
+    sh_end = eh["e_shoff"] + eh["e_shnum"] * eh["e_shentsize"]
+    if eh["e_shnum"] and sh_end > size:
+        raise ObjectError(
+            f"truncated file: the ELF section header table ({eh['e_shnum']} entries from byte "
+            f"{eh['e_shoff']}) ends at byte {sh_end}, past the end of the file ({size} bytes)",
+            offset=eh["e_shoff"],
+        )
     secs: dict[str, ProgSection] = {}
     btf_loc: tuple[int, int] | None = None
     ext_loc: tuple[int, int] | None = None
     by_index: dict[int, ProgSection] = {}
     symtab: Any = None
-    for idx, s in enumerate(elf.iter_sections()):
-        h = s.header
-        name = s.name
+    for idx in range(elf.num_sections()):
+        try:
+            s = elf.get_section(idx)
+            h = s.header
+            name = s.name
+        except Exception as e:  # pyelftools on a broken header or name table
+            raise ObjectError(f"section #{idx}: malformed ELF section header: {type(e).__name__}: {e}",
+                              offset=eh["e_shoff"] + idx * eh["e_shentsize"]) from None
         if h["sh_type"] == "SHT_SYMTAB":
             symtab = s
         if h["sh_type"] == "SHT_NOBITS":

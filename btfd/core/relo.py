@@ -33,7 +33,7 @@ from typing import Any
 from ..btf import BTFError, Kind, Spec
 from ..btf import types as T
 from .compat import BtfView, essential_len, fields_are_compat, types_are_compat, types_match
-from .errors import CoreError, ObjectError
+from .errors import ByteOrderError, CoreError, ObjectError
 from .obj import CORE_SPEC_MAX_LEN, INSN_SIZE, BpfObject, CoreRelo, parse_object
 
 __all__ = [
@@ -405,6 +405,14 @@ class _Poison(Exception):
     """-EUCLEAN: poison the instruction."""
 
 
+def _elem_size(v: BtfView, type_id: int) -> int:
+    """Size of ``type_id`` with every array level stripped (modifiers skipped)."""
+    tid, t = v.skip(type_id)
+    while isinstance(t, T.Array):
+        tid, t = v.skip(t.type)
+    return v.size(tid)
+
+
 def _calc_field(kind: int, spec: _Spec | None, big_endian: bool) -> tuple[int, int, int, bool]:
     """bpf_core_calc_field_relo(): (value, field size for mem-size rewrites, its type id,
     validate)."""
@@ -416,7 +424,9 @@ def _calc_field(kind: int, spec: _Spec | None, big_endian: bool) -> tuple[int, i
     acc = spec.accs[-1]
     if acc.name is None:  # a[n] accessor
         if kind == FIELD_BYTE_OFFSET:
-            return spec.bit_offset // 8, v.size(acc.type_id), acc.type_id, True
+            # The load/store size is the innermost element's (libbpf >= 1.6): for a[i] of
+            # int a[2][3], a load reads an int, not the int[3] row.
+            return spec.bit_offset // 8, _elem_size(v, acc.type_id), acc.type_id, True
         if kind == FIELD_BYTE_SIZE:
             return v.size(acc.type_id), 0, 0, True
         raise _Fail(f"relocation {KIND_NAMES[kind]} can't be applied to array access")
@@ -450,10 +460,7 @@ def _calc_field(kind: int, spec: _Spec | None, big_endian: bool) -> tuple[int, i
         val = byte_off
         if not bitfield:
             # For arrays the element size matters for the load/store size, not the array's.
-            eid, et = ftid, mt
-            while isinstance(et, T.Array):
-                eid, et = v.skip(et.type)
-            field_sz, ftype = v.size(eid), ftid
+            field_sz, ftype = _elem_size(v, ftid), ftid
     elif kind == FIELD_BYTE_SIZE:
         val = byte_sz
     elif kind == FIELD_SIGNED:
@@ -462,7 +469,8 @@ def _calc_field(kind: int, spec: _Spec | None, big_endian: bool) -> tuple[int, i
         )
         validate = True
     elif kind == FIELD_LSHIFT_U64:
-        # libbpf computes this for the host's byte order; we use the program's.
+        # libbpf computes this for the host's (= target's) byte order; the object's equals
+        # it (checked before resolving).
         if big_endian:
             val = (8 - byte_sz) * 8 + (bit_off - byte_off * 8)
         else:
@@ -931,6 +939,18 @@ def _run(
     return out, secs
 
 
+def _check_byte_order(what: str, order: str, target: Spec | CoreTarget) -> None:
+    """libbpf relocates for the kernel it runs on, whose byte order the target BTF has; an
+    object of the other order gets wrong bitfield shifts and instruction encodings."""
+    spec = target.spec if isinstance(target, CoreTarget) else target
+    if order != spec.byte_order:
+        arch = "bpfeb" if spec.byte_order == "big" else "bpfel"
+        raise ByteOrderError(
+            f"{what} is {order}-endian, target {spec.name or 'BTF'} is {spec.byte_order}-endian: "
+            f"build the object for the target (clang -target {arch})"
+        )
+
+
 def resolve_object(
     obj: bytes | BpfObject, target: Spec | CoreTarget, *, want_patched: bool = False,
     _sink: list[_Spec] | None = None,
@@ -942,8 +962,8 @@ def resolve_object(
     records in ``.BTF.ext`` order and, with ``want_patched``, each program's relocated
     instructions (``{(section, program): bytes}``; programs with a failed relocation are
     left out, as a loader would not load them). Raises :class:`ObjectError` for a malformed
-    object; a relocation libbpf would refuse is a record with status ``error``, not an
-    exception. No I/O.
+    object, :class:`ByteOrderError` when the object's byte order is not the target's; a
+    relocation libbpf would refuse is a record with status ``error``, not an exception. No I/O.
     """
     o = obj if isinstance(obj, BpfObject) else parse_object(obj)
     relos = o.ext.core_relos if o.ext is not None else []
@@ -953,7 +973,12 @@ def resolve_object(
         if ps is None:
             raise ObjectError(f".BTF.ext: core_relo #{r.relo_idx} names section {r.sec!r}, which "
                               "is not a program section of this object", offset=r.ext_off)
-        if r.insn_off % INSN_SIZE or r.insn_off >= ps.size:
+        if r.insn_off % INSN_SIZE:
+            raise ObjectError(
+                f".BTF.ext: core_relo #{r.relo_idx} of {r.sec}: insn_off {r.insn_off} is not a "
+                f"multiple of {INSN_SIZE} (not the start of an instruction)", offset=r.ext_off
+            )
+        if r.insn_off >= ps.size:
             raise ObjectError(
                 f".BTF.ext: core_relo #{r.relo_idx} of {r.sec} points at byte {r.insn_off}, "
                 f"outside the section's {ps.size // INSN_SIZE} instructions", offset=r.ext_off
@@ -963,6 +988,7 @@ def resolve_object(
             items.append(_Item(r, None, 0, ps.size // INSN_SIZE))
         else:
             items.append(_Item(r, f.name, f.insn, f.insn + f.count))
+    _check_byte_order("object", o.byte_order, target)
     big = o.byte_order == "big"
     eng = _Engine(o.btf, target, big)
     eng.sink = _sink
@@ -1006,7 +1032,8 @@ def resolve_records(
             raise CoreError(f"record #{i}: access string deeper than {CORE_SPEC_MAX_LEN} levels")
         relo = CoreRelo(r.sec, r.insn_off, r.type_id, -1, r.kind, r.access, i, i, 0)
         items.append(_Item(relo, "", 0, 1 << 30))
-    eng = _Engine(local, target, local.byte_order == "big")
+    _check_byte_order("local BTF", local.byte_order, target)
     big = local.byte_order == "big"
+    eng = _Engine(local, target, big)
     out, _ = _run(eng, items, None, _insn_codec(big))
     return CoreResult(out)

@@ -12,7 +12,7 @@ CORE = Path(btfd.core.__file__).parent
 
 def test_exported_names() -> None:
     assert sorted(btfd.core.__all__) == sorted([
-        "BpfObject", "BtfExt", "CoreError", "CoreRecord", "CoreRelo", "CoreResult", "CoreTarget",
+        "BpfObject", "BtfExt", "ByteOrderError", "CoreError", "CoreRecord", "CoreRelo", "CoreResult", "CoreTarget",
         "Function", "KIND_IDS", "KIND_NAMES", "MinBtf", "ObjectError", "ProgSection", "RecordInput",
         "find_candidates", "minimize", "minimize_btf", "parse_btf_ext", "parse_object",
         "resolve_object", "resolve_records",
@@ -20,6 +20,7 @@ def test_exported_names() -> None:
     for name in btfd.core.__all__:
         assert getattr(btfd.core, name) is not None
     assert issubclass(btfd.core.ObjectError, btfd.core.CoreError)
+    assert issubclass(btfd.core.ByteOrderError, btfd.core.CoreError)
     from btfd.btf import BTFError
     assert issubclass(btfd.core.CoreError, BTFError)
 

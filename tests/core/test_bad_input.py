@@ -187,3 +187,49 @@ def test_random_corruption_never_escapes_the_error_hierarchy() -> None:
         except BTFError:
             outcomes["error"] += 1
     assert outcomes["error"] > 0 and outcomes["ok"] > 0
+
+
+def test_btf_ext_flags_and_empty_body_are_refused_like_libbpf() -> None:
+    # libbpf's btf_ext_parse_hdr(): nonzero flags -> -ENOTSUP, a header with nothing after
+    # it -> "BTF.ext has no data" (-EINVAL).
+    e = ext_off()
+    with pytest.raises(ObjectError, match=r"\.BTF\.ext: unsupported flags 0x1") as ei:
+        resolve_object(patched(OBJ, e + 3, "<B", 1), target())
+    assert ei.value.offset == 3
+    b = BtfBuilder()
+    b.int("int", 4)
+    local = Spec(b.encode())
+    hdr = struct.pack("<HBBIIIIIII", 0xEB9F, 1, 0, 32, 0, 0, 0, 0, 0, 0)
+    with pytest.raises(ObjectError, match=r"\.BTF\.ext: the section is only its 32-byte header") as ei:
+        parse_btf_ext(hdr, 0, len(hdr), local)
+    assert ei.value.offset == 4
+    # The same header with a (valid, empty) body after it is fine.
+    assert parse_btf_ext(hdr + bytes(4), 0, len(hdr) + 4, local).core_relos == []
+
+
+def test_misaligned_record_says_so() -> None:
+    bad = patched(OBJ, _first_relo_offset(), "<I", 4)
+    with pytest.raises(ObjectError, match=r"insn_off 4 is not a multiple of 8") as ei:
+        resolve_object(bad, target())
+    assert "outside" not in str(ei.value) and "kprobe/c_ty_exists" in str(ei.value)
+
+
+def test_btf_errors_name_the_offset_once() -> None:
+    b0, _ = find_section(OBJ, ".BTF")
+    # .BTF header's str_len (at +20) far past the section.
+    bad = patched(OBJ, b0 + 20, "<I", 0x100000)
+    with pytest.raises(ObjectError, match=r"^\.BTF: ") as ei:
+        resolve_object(bad, target())
+    assert str(ei.value).count("at offset") == 1, str(ei.value)
+    assert "in .BTF" in str(ei.value)
+    bad = patched(OBJ, _first_relo_offset() + 8, "<I", 0x7FFFFFF0)
+    with pytest.raises(ObjectError) as ei:
+        resolve_object(bad, target())
+    assert str(ei.value).count("at offset") == 1, str(ei.value)
+
+
+def test_truncated_file_names_what_is_missing() -> None:
+    e, _ = find_section(OBJ, ".BTF.ext")
+    with pytest.raises(ObjectError, match=r"truncated file: the ELF section header table") as ei:
+        resolve_object(OBJ[: e + 20], target())
+    assert "ELFParseError" not in str(ei.value)
