@@ -1,32 +1,43 @@
 """The one place that opens files, maps them and makes sealed memfds.
 
 Every BTF btfd serves is held as a read-only mapping that can also be handed to clients as
-a file descriptor:
+a file descriptor; the fd always holds raw BTF (never an ELF wrapper or an archive):
 
 - ``kernel-mmap``: the kernel file itself (``/sys/kernel/btf/vmlinux`` on Linux >= 6.16) mapped
   ``PROT_READ``/``MAP_PRIVATE``; the fd handed out is the file opened ``O_RDONLY``.
-- ``sealed-memfd``: the bytes read once into a memfd sealed against writes, growth and
+- ``sealed-memfd``: the bytes copied once into a memfd sealed against writes, growth and
   shrinking (and further sealing), then mapped. Used when the kernel refuses mmap (older
-  kernels, module BTF) and for regular files, whose contents others could change under a
-  private mapping.
+  kernels: :attr:`Source.mmap_refused` then says why; module BTF, which the kernel never maps)
+  and for regular files, whose contents others could change under a private mapping. From an
+  ELF file only its ``.BTF`` section is copied; from a btfhub ``.btf.tar.xz`` the ``.btf``
+  member is streamed in.
 - ``bytes``: bytes already in memory (tests, uploaded blobs); no fd to hand out.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import lzma
 import mmap
 import os
+import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .btf import BTFError, Spec, load_spec
+from .btf.elf import find_section, is_elf
 
 __all__ = [
     "Source",
     "SourceError",
+    "Mapper",
     "open_source",
+    "open_btf",
     "open_kernel_btf",
+    "bytes_source",
+    "file_identity",
     "sealed_memfd",
     "map_fd",
     "SEALS",
@@ -40,6 +51,11 @@ MODE_SEALED_MEMFD = "sealed-memfd"
 MODE_BYTES = "bytes"
 
 SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
+_CHUNK = 1 << 20
+
+#: How a kernel file is mapped: ``(fd, size) -> mmap``. Injectable so that the fallback taken
+#: when the kernel refuses (``OSError``) can be exercised on kernels that allow it.
+Mapper = Callable[[int, int], mmap.mmap]
 
 
 class SourceError(BTFError):
@@ -57,22 +73,28 @@ class Source:
     size: int
     data: Any  # mmap.mmap or bytes
     fd: int = -1  # -1 for MODE_BYTES
+    mmap_refused: str = ""  # why the kernel refused to map the file ("ENODEV: ..."), else ""
     closed: bool = field(default=False, init=False)
 
     def spec(self, *, base: Spec | None = None, name: str = "") -> Spec:
-        """Parse the blob (raw BTF or ELF with .BTF) without copying it."""
+        """Parse the blob (raw BTF) without copying it."""
         return load_spec(self.data, base=base, name=name)
 
     def close(self) -> None:
-        """Unmap and close. Specs made from this source must be closed first."""
+        """Close the fd and unmap. Idempotent. A mapping still referenced elsewhere (a spec
+        in use) is left to be unmapped when the last reference goes."""
         if self.closed:
             return
         self.closed = True
-        if isinstance(self.data, mmap.mmap):
-            self.data.close()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if isinstance(self.data, mmap.mmap):
+            try:
+                self.data.close()
+            except BufferError:  # views of it are still alive: the GC unmaps it later
+                pass
+        self.data = b""
 
 
 def map_fd(fd: int, size: int | None = None) -> mmap.mmap:
@@ -82,14 +104,33 @@ def map_fd(fd: int, size: int | None = None) -> mmap.mmap:
     return mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
 
 
+def file_identity(path: str) -> tuple[int, int, int] | None:
+    """(st_ino, st_size, st_mtime_ns) of ``path``, None when it is gone: a changed identity
+    means the file was replaced (a module reloaded) and must be read again."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _new_memfd(name: str) -> int:
+    return os.memfd_create(name[:200] or "btf", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> int:
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.write(fd, view[done:])
+    return done
+
+
 def sealed_memfd(data: bytes | memoryview, name: str = "btf") -> int:
     """A memfd holding ``data``, sealed with F_SEAL_WRITE|GROW|SHRINK|SEAL. Returns the fd."""
-    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    fd = _new_memfd(name)
     try:
-        view = memoryview(data)
-        done = 0
-        while done < len(view):
-            done += os.write(fd, view[done:])
+        _write_all(fd, data)
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALS)
     except BaseException:
         os.close(fd)
@@ -97,71 +138,119 @@ def sealed_memfd(data: bytes | memoryview, name: str = "btf") -> int:
     return fd
 
 
-def _read_all(fd: int) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        b = os.read(fd, 1 << 20)
-        if not b:
-            return b"".join(chunks)
-        chunks.append(b)
-
-
-def _from_memfd(path: str, blob: bytes) -> Source:
-    if not blob:
-        raise SourceError(f"{path} is empty")
-    mfd = sealed_memfd(blob, os.path.basename(path) or "btf")
+def _memfd_source(path: str, name: str, fill: Callable[[int], int]) -> Source:
+    """A sealed, mapped memfd filled by ``fill(fd) -> bytes written``."""
+    mfd = _new_memfd(name)
     try:
-        m = map_fd(mfd, len(blob))
+        size = fill(mfd)
+        if size == 0:
+            raise SourceError(f"{path} holds no BTF (empty)")
+        fcntl.fcntl(mfd, fcntl.F_ADD_SEALS, SEALS)
+        m = map_fd(mfd, size)
     except BaseException:
         os.close(mfd)
         raise
-    return Source(path, MODE_SEALED_MEMFD, len(blob), m, mfd)
+    return Source(path, MODE_SEALED_MEMFD, size, m, mfd)
 
 
-def open_kernel_btf(path: str = "/sys/kernel/btf/vmlinux", *, allow_mmap: bool = True) -> Source:
+def _copy_stream(read: Callable[[int], bytes]) -> Callable[[int], int]:
+    def fill(mfd: int) -> int:
+        n = 0
+        while True:
+            b = read(_CHUNK)
+            if not b:
+                return n
+            n += _write_all(mfd, b)
+    return fill
+
+
+def _errno_text(e: OSError) -> str:
+    name = errno.errorcode.get(e.errno or 0, str(e.errno))
+    return f"{name}: {e.strerror or e}"
+
+
+def open_kernel_btf(path: str = "/sys/kernel/btf/vmlinux", *, allow_mmap: bool = True,
+                    mapper: Mapper | None = None) -> Source:
     """Open a kernel BTF file: mapped directly when the kernel allows it, else copied once
-    into a sealed memfd (module BTF, kernels before 6.16)."""
+    into a sealed memfd (module BTF, kernels before 6.16: ``mmap_refused`` then says why)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise SourceError(f"cannot open {path}: {e.strerror}") from e
+    refused = ""
     try:
         size = os.fstat(fd).st_size
         if allow_mmap and size > 0:
             try:
-                m = map_fd(fd, size)
-            except OSError:
-                pass
+                m = (mapper or map_fd)(fd, size)
+            except OSError as e:
+                refused = _errno_text(e)
             else:
                 return Source(path, MODE_KERNEL_MMAP, size, m, fd)
-        blob = _read_all(fd)
-    except OSError as e:
-        os.close(fd)
-        raise SourceError(f"cannot read {path}: {e.strerror}") from e
+        try:
+            src = _memfd_source(path, os.path.basename(path), _copy_stream(lambda n: os.read(fd, n)))
+        except OSError as e:
+            raise SourceError(f"cannot read {path}: {e.strerror}") from e
     except BaseException:
         os.close(fd)
         raise
     os.close(fd)
-    return _from_memfd(path, blob)
+    src.mmap_refused = refused
+    return src
+
+
+def _open_btfhub_archive(path: str) -> Source:
+    """A btfhub ``<release>.btf.tar.xz``: its ``.btf`` member streamed into a sealed memfd
+    (nothing is unpacked on disk)."""
+    try:
+        with tarfile.open(path, mode="r|xz") as tar:
+            for member in tar:
+                if member.isfile() and member.name.endswith(".btf"):
+                    f = tar.extractfile(member)
+                    assert f is not None
+                    return _memfd_source(path, os.path.basename(member.name), _copy_stream(f.read))
+    except (OSError, lzma.LZMAError, tarfile.TarError, EOFError) as e:
+        raise SourceError(f"cannot unpack {path}: {e}") from e
+    raise SourceError(f"{path} holds no .btf file")
 
 
 def open_source(path: str) -> Source:
-    """Open any BTF file: kernel files under /sys are mapped when possible; regular files
-    (raw BTF or ELF) are copied once into a sealed memfd, since a private mapping of a file
-    that someone else modifies is not safe to share."""
-    if path.startswith("/sys/"):
+    """Open any file as it is (a BPF object, raw BTF, an ELF with .BTF): kernel files under
+    /sys are mapped when possible; regular files are copied once into a sealed memfd, since
+    a private mapping of a file that someone else modifies is not safe to share. For a blob
+    to serve, use :func:`open_btf`, which keeps only the raw BTF."""
+    if os.path.realpath(path).startswith("/sys/"):
         return open_kernel_btf(path)
+    return _open_regular(path, btf_only=False)
+
+
+def open_btf(path: str, *, mapper: Mapper | None = None, kernel: bool | None = None) -> Source:
+    """Open a BTF file to serve; the blob (and the fd handed to clients) is raw BTF. Kernel
+    files (under /sys, or ``kernel=True``) are mapped when the kernel allows it (``mapper``:
+    see :func:`open_kernel_btf`). A btfhub ``.btf.tar.xz`` is streamed into a sealed memfd;
+    regular files are copied once into one, from an ELF file its ``.BTF`` section only."""
+    if kernel if kernel is not None else os.path.realpath(path).startswith("/sys/"):
+        return open_kernel_btf(path, mapper=mapper)
+    if path.endswith(".tar.xz"):
+        return _open_btfhub_archive(path)
+    return _open_regular(path, btf_only=True)
+
+
+def _open_regular(path: str, *, btf_only: bool) -> Source:
     try:
         with open(path, "rb") as f:
             blob = f.read()
     except OSError as e:
         raise SourceError(f"cannot read {path}: {e.strerror}") from e
-    return _from_memfd(path, blob)
+    if not blob:
+        raise SourceError(f"{path} is empty")
+    view = memoryview(blob)
+    if btf_only and is_elf(blob):
+        off, size = find_section(blob, ".BTF")
+        view = view[off : off + size]
+    return _memfd_source(path, os.path.basename(path), lambda mfd: _write_all(mfd, view))
 
 
 def bytes_source(blob: bytes, name: str = "<bytes>") -> Source:
     """A source over bytes already in memory (no fd to share)."""
     return Source(name, MODE_BYTES, len(blob), blob)
-
-
-__all__.append("bytes_source")

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import logging
-import lzma
 import os
 import signal
-import tarfile
 from typing import Any
 
 import grpc
@@ -20,7 +17,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from .. import __version__
 from ..btf import BTFError
-from ..source import SourceError
+from ..source import Mapper, SourceError
 from ..v1 import btfd_pb2, btfd_pb2_grpc
 from . import lifecycle
 from .fdpass import FdServer
@@ -57,55 +54,47 @@ def _parse_btf_args(values: list[str]) -> tuple[str | None, dict[str, str]]:
     return vmlinux, extra
 
 
-def _btf_from_dir(btf_dir: str, release: str, scratch: str) -> str:
-    """btfhub layout: <release>.btf, or <release>.btf.tar.xz holding <release>.btf."""
-    plain = os.path.join(btf_dir, f"{release}.btf")
-    if os.path.exists(plain):
-        return plain
-    packed = os.path.join(btf_dir, f"{release}.btf.tar.xz")
-    if not os.path.exists(packed):
-        raise StartupError(f"the kernel has no BTF and {btf_dir} has neither {release}.btf "
-                           f"nor {release}.btf.tar.xz")
-    try:
-        with lzma.open(packed) as xz, tarfile.open(fileobj=io.BytesIO(xz.read())) as tar:
-            member = next((m for m in tar.getmembers() if m.isfile() and m.name.endswith(".btf")), None)
-            if member is None:
-                raise StartupError(f"{packed} holds no .btf file")
-            f = tar.extractfile(member)
-            assert f is not None
-            out = os.path.join(scratch, f"{release}.btf")
-            with open(out, "wb") as o:
-                o.write(f.read())
-    except (OSError, lzma.LZMAError, tarfile.TarError) as exc:
-        raise StartupError(f"cannot unpack {packed}: {exc}") from exc
-    return out
+def _btf_from_dir(btf_dir: str, release: str) -> str:
+    """btfhub layout: <release>.btf, or <release>.btf.tar.xz holding <release>.btf (streamed
+    into a sealed memfd by btfd.source: nothing is unpacked on disk)."""
+    for name in (f"{release}.btf", f"{release}.btf.tar.xz"):
+        path = os.path.join(btf_dir, name)
+        if os.path.exists(path):
+            return path
+    raise StartupError(f"the kernel has no BTF and {btf_dir} has neither {release}.btf "
+                       f"nor {release}.btf.tar.xz")
+
+
+def _metrics_address(value: str) -> tuple[str, int]:
+    """HOST:PORT, [IPV6]:PORT or :PORT (127.0.0.1)."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "127.0.0.1", int(port)
 
 
 class Daemon:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, *, mapper: Mapper | None = None) -> None:
+        """Open every spec (``mapper``: how kernel files are mapped, see btfd.source)."""
         self.args = args
         self.socket_path = os.path.abspath(args.socket or default_socket())
         self.fd_path = os.path.abspath(args.fd_socket or self.socket_path + ".fd")
         for p in (self.socket_path, self.fd_path):
             if len(p.encode()) > MAX_UNIX_PATH:
                 raise StartupError(f"socket path too long for a Unix socket ({len(p)} bytes): {p}")
-        try:
-            lifecycle.claim_socket_path(self.socket_path)
-        except lifecycle.SocketInUse as exc:
-            raise StartupError(f"{exc}; stop it first, or choose another --socket") from exc
-        except OSError as exc:
-            raise StartupError(f"cannot use {self.socket_path}: {exc}") from exc
         vmlinux, extra = _parse_btf_args(args.btf)
         sysfs = args.sysfs_btf_dir
+        sysfs_vmlinux = os.path.join(sysfs, "vmlinux")
         if vmlinux is None:
-            vmlinux = os.path.join(sysfs, "vmlinux")
+            vmlinux = sysfs_vmlinux
             if not os.path.exists(vmlinux) and args.btf_dir:
-                os.makedirs(os.path.dirname(self.socket_path), exist_ok=True)
-                vmlinux = _btf_from_dir(args.btf_dir, os.uname().release, os.path.dirname(self.socket_path))
+                vmlinux = _btf_from_dir(args.btf_dir, os.uname().release)
                 log.info("the kernel has no BTF: serving %s from --btf-dir", vmlinux)
+        modules_dir = self._modules_dir(sysfs, vmlinux, sysfs_vmlinux)
         try:
-            self.specs = Registry(vmlinux_path=vmlinux, sysfs_dir=None if args.no_modules else sysfs,
-                                  extra=extra)
+            self.specs = Registry(vmlinux_path=vmlinux, sysfs_dir=modules_dir, extra=extra, mapper=mapper)
         except SourceError as exc:
             raise StartupError(f"{exc} (is this kernel built with CONFIG_DEBUG_INFO_BTF? "
                                "use --btf PATH or --btf-dir DIR)") from exc
@@ -113,34 +102,59 @@ class Daemon:
             raise StartupError(f"cannot parse BTF: {exc}") from exc
         vm = self.specs.vmlinux
         assert vm.spec is not None and vm.source is not None
-        if vm.source.mode != "kernel-mmap" and vm.path.startswith("/sys/"):
-            log.warning("the kernel refused to map %s: serving it from one sealed memfd "
-                        "(mode %s)", vm.path, vm.source.mode)
         vm.spec.build_name_index()  # so the first request by name is fast
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry, self.specs)
-        self._stop = asyncio.Event()
         self._bound: list[str] = []
+
+    def _modules_dir(self, sysfs: str, vmlinux: str, sysfs_vmlinux: str) -> str | None:
+        """Module BTF is split over the kernel's own vmlinux: served only when vmlinux is
+        read from the same directory, unless --modules-over-btf says otherwise."""
+        if self.args.no_modules:
+            log.info("module BTF: not served (--no-modules)")
+            return None
+        if os.path.realpath(vmlinux) == os.path.realpath(sysfs_vmlinux):
+            log.info("module BTF: served from %s, split over %s", sysfs, vmlinux)
+            return sysfs
+        if self.args.modules_over_btf:
+            log.warning("module BTF: served from %s split over %s, which is not that "
+                        "directory's vmlinux (--modules-over-btf): names are only right if it "
+                        "is the same kernel's BTF", sysfs, vmlinux)
+            return sysfs
+        log.info("module BTF: not served: vmlinux comes from %s, not %s, and modules are split "
+                 "over their own kernel's vmlinux (--modules-over-btf to serve them anyway)",
+                 vmlinux, sysfs_vmlinux)
+        return None
 
     # ---------------------------------------------------------------- run
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop, sig)
         args = self.args
         os.makedirs(os.path.dirname(self.socket_path), exist_ok=True)
         metrics_server: Any = None
         if args.metrics_address != "off":
-            host, _, port = args.metrics_address.rpartition(":")
             try:
-                metrics_server = start_http_server(
-                    int(port), addr=host or "127.0.0.1", registry=self.registry
-                )
+                host, port = _metrics_address(args.metrics_address)
+                metrics_server = start_http_server(port, addr=host, registry=self.registry)
             except (OSError, ValueError) as exc:
                 log.error("cannot serve metrics on %s: %s", args.metrics_address, exc)
                 return 1
-            bound = metrics_server[0].server_address if isinstance(metrics_server, tuple) else None
-            log.info("metrics on http://%s:%s/metrics", *(bound[:2] if bound else (host, port)))
+            bound = metrics_server[0].server_address if isinstance(metrics_server, tuple) else (host, port)
+            shown = f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0]
+            log.info("metrics on http://%s:%s/metrics", shown, bound[1])
+        try:
+            adopted = lifecycle.listen_fds()
+            if adopted:
+                fd_sock = adopted[0]
+                self.fd_path = lifecycle.check_listening_unix(fd_sock)
+                log.info("fd socket adopted from systemd (fd %d, %s)", fd_sock.fileno(), self.fd_path)
+        except (OSError, ValueError) as exc:
+            log.error("cannot use the fd socket passed by systemd: %s", exc)
+            return 1
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", args.max_request_bytes),
             ("grpc.max_send_message_length", 64 << 20),
@@ -156,20 +170,20 @@ class Daemon:
         reflection.enable_server_reflection(names, server)
         try:
             lifecycle.claim_socket_path(self.socket_path)
-            server.add_insecure_port(f"unix:{self.socket_path}")
-            await server.start()
-        except (lifecycle.SocketInUse, RuntimeError) as exc:
+            with lifecycle.private_umask():
+                server.add_insecure_port(f"unix:{self.socket_path}")
+                await server.start()
+        except lifecycle.SocketInUse as exc:
+            log.error("%s; stop it first, or choose another --socket", exc)
+            return 1
+        except (OSError, RuntimeError) as exc:
             log.error("cannot serve on %s: %s", self.socket_path, exc)
             return 1
         self._bound.append(self.socket_path)
         fd_server = FdServer(self.specs, self.metrics, allow_uids=set(args.allow_uid),
                              allow_gids=set(args.allow_gid))
         try:
-            adopted = lifecycle.listen_fds()
-            if adopted:
-                fd_sock = adopted[0]
-                log.info("fd socket adopted from systemd (fd %d)", fd_sock.fileno())
-            else:
+            if not adopted:
                 fd_sock = lifecycle.bind_unix(self.fd_path)
                 self._bound.append(self.fd_path)
             for p in self._bound:
@@ -182,16 +196,18 @@ class Daemon:
         await fd_server.start(fd_sock)
         for svc in ("", names[0]):
             await health.set(svc, health_pb2.HealthCheckResponse.SERVING)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_stop, sig)
         loop.add_signal_handler(signal.SIGHUP, self._rescan)
         rescan_task = loop.create_task(self._rescan_loop()) if args.module_rescan > 0 else None
         vm = self.specs.vmlinux
         assert vm.spec is not None and vm.source is not None
-        status = (f"serving {vm.spec.count} types ({vm.source.mode}) and "
+        held = vm.source.mode
+        if vm.source.mmap_refused:
+            held += f", mmap refused: {vm.source.mmap_refused}"
+        status = (f"serving {vm.spec.count} types ({held}) and "
                   f"{len(self.specs.module_entries())} module specs on {self.socket_path}")
-        log.info("btfd %s ready: %s; fd socket %s", __version__, status, self.fd_path)
-        lifecycle.notify(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}")
+        if not self._stop.is_set():
+            log.info("btfd %s ready: %s; fd socket %s", __version__, status, self.fd_path)
+            lifecycle.notify(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}")
         await self._stop.wait()
         lifecycle.notify("STOPPING=1\nSTATUS=draining in-flight requests")
         log.info("stopping: draining in-flight requests (grace %.1fs)", args.grace_period)

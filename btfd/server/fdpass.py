@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import array
 import asyncio
+import errno
 import json
 import logging
 import os
 import socket
 import struct
 
-from ..btf import BTFError
+from .errors import describe, quote
 from .metrics import Metrics
 from .registry import Registry
 
@@ -24,6 +25,8 @@ __all__ = ["FdServer", "MAX_LINE", "peer_credentials"]
 
 log = logging.getLogger("btfd.fd")
 MAX_LINE = 4096
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13
+_MAX_GROUPS = 65536
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -31,6 +34,22 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
     return pid, uid, gid
+
+
+def peer_groups(sock: socket.socket) -> set[int]:
+    """The peer's supplementary groups (SO_PEERGROUPS), as of when it connected; empty when
+    the kernel cannot tell."""
+    size = 64 * 4
+    while size <= _MAX_GROUPS * 4:
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, size)
+        except OSError as exc:
+            if exc.errno == errno.ERANGE:
+                size *= 4
+                continue
+            return set()
+        return set(array.array("I", raw[: len(raw) // 4 * 4]))
+    return set()
 
 
 class FdServer:
@@ -56,14 +75,14 @@ class FdServer:
         self._task: asyncio.Task[None] | None = None
         self._clients: set[asyncio.Task[None]] = set()
 
-    def allowed(self, uid: int, gid: int) -> bool:
-        """No allow list: everyone who can open the socket. Otherwise root, our own uid, and
-        the listed uids/gids."""
+    def allowed(self, uid: int, gid: int, groups: set[int] | None = None) -> bool:
+        """No allow list: everyone who can open the socket. Otherwise root, our own uid, the
+        listed uids, and peers whose primary or a supplementary group is listed."""
         if not self.allow_uids and not self.allow_gids:
             return True
         if uid in (0, os.geteuid()):
             return True
-        return uid in self.allow_uids or gid in self.allow_gids
+        return uid in self.allow_uids or gid in self.allow_gids or bool(self.allow_gids & (groups or set()))
 
     async def start(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -95,12 +114,12 @@ class FdServer:
         conn.setblocking(False)
         try:
             pid, uid, gid = peer_credentials(conn)
-            allowed = self.allowed(uid, gid)
+            allowed = self.allowed(uid, gid, peer_groups(conn) if self.allow_gids else None)
             buf = b""
             while True:
                 while b"\n" not in buf:
                     if len(buf) > MAX_LINE:
-                        await self._send(conn, _error("request line too long", "INVALID_ARGUMENT"), -1)
+                        await self._send(conn, _too_long(), -1)
                         return
                     chunk = await asyncio.wait_for(loop.sock_recv(conn, 4096), self.idle_timeout)
                     if not chunk:
@@ -115,8 +134,15 @@ class FdServer:
                     await self._send(conn, _error("peer uid/gid not allowed", "PERMISSION_DENIED"), -1)
                     return
                 line, buf = buf.split(b"\n", 1)
+                if len(line) > MAX_LINE:
+                    await self._send(conn, _too_long(), -1)
+                    return
                 answer, fd = self._answer(line, uid)
-                await self._send(conn, answer, fd)
+                try:
+                    await self._send(conn, answer, fd)
+                finally:
+                    if fd >= 0:
+                        os.close(fd)
         except (asyncio.TimeoutError, ConnectionError, BrokenPipeError):
             return
         except OSError as exc:
@@ -125,6 +151,9 @@ class FdServer:
             conn.close()
 
     def _answer(self, line: bytes, uid: int) -> tuple[bytes, int]:
+        """The answer line and the fd to attach (-1: none). The fd is a dup made here,
+        synchronously: a rescan dropping the spec while the answer waits to be sent closes
+        the registry's fd, never this one; the caller closes it once sent."""
         try:
             name = line.decode("utf-8").strip()
         except UnicodeDecodeError:
@@ -132,9 +161,10 @@ class FdServer:
             return _error("spec name is not UTF-8", "INVALID_ARGUMENT"), -1
         try:
             e = self.specs.ensure(name or "vmlinux")
-        except BTFError as exc:
-            self.metrics.fd_requests.labels(exc.status).inc()
-            return _error(str(exc), exc.status), -1
+        except Exception as exc:  # noqa: BLE001 - mapped like gRPC errors, in errors.py
+            code, message = describe(exc, f"fd request {quote(name)}")
+            self.metrics.fd_requests.labels(code.name).inc()
+            return _error(message, code.name), -1
         if e.ro_fd < 0 or e.source is None:
             self.metrics.fd_requests.labels("FAILED_PRECONDITION").inc()
             return _error(f"spec {e.name} is held in memory and has no fd to share",
@@ -143,7 +173,7 @@ class FdServer:
         self.metrics.fds_passed.labels(e.name, e.source.mode).inc()
         log.debug("fd socket: passing %s (%s) to uid %d", e.name, e.source.mode, uid)
         body = {"spec": e.name, "size": e.source.size, "mode": e.source.mode, "base": e.base or None}
-        return (json.dumps(body) + "\n").encode(), e.ro_fd
+        return (json.dumps(body) + "\n").encode(), os.dup(e.ro_fd)
 
     async def _send(self, conn: socket.socket, data: bytes, fd: int) -> None:
         loop = asyncio.get_running_loop()
@@ -181,6 +211,10 @@ class FdServer:
 def _set_once(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _too_long() -> bytes:
+    return _error(f"request line longer than {MAX_LINE} bytes", "INVALID_ARGUMENT")
 
 
 def _error(message: str, code: str) -> bytes:

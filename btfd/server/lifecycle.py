@@ -10,7 +10,8 @@ import socket
 import stat
 
 __all__ = [
-    "notify", "listen_fds", "claim_socket_path", "bind_unix", "set_socket_access",
+    "notify", "listen_fds", "check_listening_unix", "claim_socket_path", "bind_unix",
+    "private_umask", "set_socket_access",
     "SocketInUse", "SD_LISTEN_FDS_START",
 ]
 
@@ -51,6 +52,21 @@ def listen_fds() -> list[socket.socket]:
     return out
 
 
+def check_listening_unix(sock: socket.socket) -> str:
+    """The path of an adopted socket, after checking it is a listening AF_UNIX SOCK_STREAM
+    socket bound to a path (ValueError saying what it is otherwise)."""
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        raise ValueError(f"the socket passed by systemd (fd {sock.fileno()}) is {sock.family.name} "
+                         f"{sock.type.name}, not a Unix stream socket")
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        raise ValueError(f"the socket passed by systemd (fd {sock.fileno()}) is not listening")
+    name = sock.getsockname()
+    if not isinstance(name, str) or not name or name.startswith("\0"):
+        raise ValueError(f"the socket passed by systemd (fd {sock.fileno()}) is not bound to a "
+                         f"path ({name!r})")
+    return os.path.abspath(name)
+
+
 class SocketInUse(RuntimeError):
     """Another live process answers on the socket path."""
 
@@ -79,11 +95,27 @@ def claim_socket_path(path: str) -> None:
     raise SocketInUse(f"another btfd is already serving on {path}")
 
 
+class private_umask:
+    """Bind sockets under umask 0177 (owner read/write only) so that the socket file never
+    exists with looser permissions than --socket-mode, which is applied afterwards."""
+
+    def __enter__(self) -> None:
+        self._old = os.umask(0o177)
+
+    def __exit__(self, *exc: object) -> None:
+        os.umask(self._old)
+
+
 def bind_unix(path: str) -> socket.socket:
     claim_socket_path(path)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    s.bind(path)
-    s.listen(128)
+    try:
+        with private_umask():
+            s.bind(path)
+        s.listen(128)
+    except BaseException:
+        s.close()
+        raise
     return s
 
 

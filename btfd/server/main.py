@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .. import paths
+
+if TYPE_CHECKING:
+    from ..source import Mapper
 
 __all__ = ["main", "build_parser", "default_socket"]
 
@@ -58,6 +64,20 @@ def _size(s: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {s!r} (e.g. 16M)") from None
 
 
+def _positive_size(s: str) -> int:
+    v = _size(s)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {s!r}")
+    return v
+
+
+def _size_or_zero(s: str) -> int:
+    v = _size(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {s!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="btfd",
@@ -78,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sysfs-btf-dir", default="/sys/kernel/btf",
                    help="where kernel BTF lives (vmlinux and module files; default %(default)s)")
     p.add_argument("--no-modules", action="store_true", help="do not serve module BTF")
+    p.add_argument("--modules-over-btf", action="store_true",
+                   help="serve the modules of --sysfs-btf-dir even when vmlinux comes from "
+                   "elsewhere (--btf PATH, --btf-dir): only right if it is the same kernel's BTF")
     p.add_argument("--module-rescan", type=float, default=30.0, metavar="SECONDS",
                    help="rescan module BTF this often (0: only on SIGHUP; default %(default)s)")
     p.add_argument("--socket-mode", type=_mode, default=0o660, help="socket file mode (default 0660)")
@@ -87,10 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-gid", type=int, action="append", default=[],
                    help="only these gids may receive fds (repeatable)")
     p.add_argument("--metrics-address", default="127.0.0.1:9464",
-                   help="HOST:PORT for Prometheus metrics, or 'off' (default %(default)s)")
-    p.add_argument("--max-request-bytes", type=_size, default=16 << 20,
+                   help="HOST:PORT or [IPV6]:PORT for Prometheus metrics, or 'off' "
+                   "(default %(default)s)")
+    p.add_argument("--max-request-bytes", type=_positive_size, default=16 << 20,
                    help="largest request accepted (default 16M); larger: RESOURCE_EXHAUSTED")
-    p.add_argument("--lookup-cache-bytes", type=_size, default=512 << 10,
+    p.add_argument("--lookup-cache-bytes", type=_size_or_zero, default=512 << 10,
                    help="memory for cached LookupType answers (default 512K; 0 disables)")
     p.add_argument("--grace-period", type=float, default=10.0,
                    help="seconds in-flight requests get on SIGTERM (default %(default)s)")
@@ -99,25 +123,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+class _StoppedBeforeReady(BaseException):
+    """SIGTERM/SIGINT while the specs are being opened (before the event loop runs)."""
+
+
+def _stop_before_ready(signum: int, frame: object) -> None:
+    raise _StoppedBeforeReady(signal.Signals(signum).name)
+
+
+def main(argv: Sequence[str] | None = None, *, mapper: Mapper | None = None) -> int:
+    """The btfd command. ``mapper``: how kernel BTF files are mapped (btfd.source.map_fd;
+    tests pass one that refuses, to exercise the fallback to a sealed memfd)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from .daemon import Daemon, StartupError
-
+    # Until the event loop installs its handlers, a stop request ends start-up cleanly
+    # (exit 0, like a stop once serving) instead of killing the process (status 143).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_before_ready)
+    log.info("btfd starting (pid %d)", os.getpid())
     try:
-        daemon = Daemon(args)
-    except StartupError as exc:
-        log.error("%s", exc)
-        return 1
-    import uvloop
+        from .daemon import Daemon, StartupError
 
-    try:
+        try:
+            daemon = Daemon(args, mapper=mapper)
+        except StartupError as exc:
+            log.error("%s", exc)
+            return 1
+        import uvloop
+
         return uvloop.run(daemon.run())
-    except KeyboardInterrupt:  # pragma: no cover - handled by the signal handler
+    except _StoppedBeforeReady as exc:
+        log.info("received %s before ready: stopped", exc)
         return 0
 
 

@@ -62,15 +62,20 @@ class _StateCollector(Collector):
                                 labels=["spec", "index"])
         loaded = GaugeMetricFamily("btfd_spec_loaded", "1 when the spec is open, 0 while lazy",
                                    labels=["spec"])
+        refused = GaugeMetricFamily("btfd_spec_mmap_refused",
+                                    "1 when the kernel refused to map the spec's file and it is "
+                                    "served from a sealed memfd copy instead (the fallback)",
+                                    labels=["spec"])
         for e in self.specs.entries():
             loaded.add_metric([e.name], 1 if e.spec is not None else 0)
             if e.spec is None or e.source is None:
                 continue
             size.add_metric([e.name, e.source.mode], e.source.size)
+            refused.add_metric([e.name], 1 if e.source.mmap_refused else 0)
             types.add_metric([e.name], e.spec.count)
             for k, v in e.spec.index_bytes().items():
                 idx.add_metric([e.name, k], v)
-        yield from (size, types, idx, loaded)
+        yield from (size, types, idx, loaded, refused)
 
 
 class Metrics:

@@ -2,12 +2,16 @@
 
 Each entry owns its :class:`~btfd.source.Source` (the mapping and the fd handed to clients) and
 its :class:`~btfd.btf.Spec`. Module specs are split over ``vmlinux`` and opened on first use;
-a rescan adds modules that appeared and drops those that went away (clients holding an fd of a
-dropped module keep valid memory: the fd is theirs).
+a rescan adds modules that appeared, drops those that went away and reopens those whose file
+changed (a module unloaded and loaded again). A dropped entry's resources (mapping, memfd,
+read-only fd) are released once no request uses it any more: requests hold entries with
+:meth:`Registry.acquire`/:meth:`Registry.release`. Clients holding an fd of a dropped module
+keep valid memory: the fd (and the memfd behind it) is theirs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -17,28 +21,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..btf import BTFNotFoundError, Spec
-from ..source import Source, open_kernel_btf, open_source
+from ..source import Mapper, Source, file_identity, open_btf, open_kernel_btf
+from .errors import quote
 
 __all__ = ["SpecEntry", "Registry", "MODULE_PREFIX"]
 
 log = logging.getLogger("btfd.registry")
-_GENERATIONS = itertools.count(1)
 MODULE_PREFIX = "module/"
 
 
-@dataclass
+@dataclass(eq=False)
 class SpecEntry:
     """One served spec. ``spec``/``source`` are None until a lazy module is opened."""
 
     name: str
     path: str
+    generation: int  # unique per entry: a reloaded module is a new entry
     base: str = ""
+    identity: tuple[int, int, int] | None = None  # (st_ino, st_size, st_mtime_ns) of a module file
     source: Source | None = None
     spec: Spec | None = None
     core_target: Any = None  # btfd.core.CoreTarget, made on first ResolveCore
-    ro_fd: int = -1  # read-only fd handed to clients
+    ro_fd: int = -1  # read-only fd handed to clients (the fd socket sends a dup of it)
+    users: int = 0  # requests holding this entry (Registry.acquire)
+    retired: bool = False  # no longer served; freed when the last user releases it
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    generation: int = field(default_factory=lambda: next(_GENERATIONS))  # unique per entry
 
     @property
     def loaded(self) -> bool:
@@ -48,28 +55,33 @@ class SpecEntry:
 class Registry:
     """Name -> :class:`SpecEntry`. Opening happens here; everything else reads specs."""
 
-    def __init__(self, *, vmlinux_path: str, sysfs_dir: str | None, extra: dict[str, str]) -> None:
+    def __init__(self, *, vmlinux_path: str, sysfs_dir: str | None, extra: dict[str, str],
+                 mapper: Mapper | None = None) -> None:
         self.sysfs_dir = sysfs_dir
+        self.mapper = mapper
+        self.generation = 0  # bumped whenever the set of served specs changes
+        self._ids = itertools.count(1)
         self._entries: dict[str, SpecEntry] = {}
-        self._lock = threading.Lock()
-        vm = SpecEntry("vmlinux", vmlinux_path)
+        self._lock = threading.RLock()
+        vm = self._new_entry("vmlinux", vmlinux_path)
         self._open(vm, None)
         self._entries["vmlinux"] = vm
         for name, path in extra.items():
-            e = SpecEntry(name, path)
+            e = self._new_entry(name, path)
             self._open(e, None)
             self._entries[name] = e
         self.rescan_modules()
 
+    def _new_entry(self, name: str, path: str, **kw: Any) -> SpecEntry:
+        return SpecEntry(name, path, next(self._ids), **kw)
+
     # ---------------------------------------------------------------- opening
 
     def _open(self, e: SpecEntry, base: Spec | None) -> None:
-        if os.path.realpath(e.path).startswith("/sys/"):
-            # Kernel files: mapped when the kernel allows it (never for module BTF).
-            src = open_kernel_btf(e.path, allow_mmap=base is None)
+        if base is not None and os.path.realpath(e.path).startswith("/sys/"):
+            src = open_kernel_btf(e.path, allow_mmap=False)  # the kernel never maps module BTF
         else:
-            # Regular files could change under a private mapping: sealed memfd.
-            src = open_source(e.path)
+            src = open_btf(e.path, mapper=self.mapper)
         try:
             spec = src.spec(base=base, name=e.name)
         except BaseException:
@@ -80,26 +92,50 @@ class Registry:
         log.info("opened %s from %s: %d types, %d bytes, %s, %s-endian%s", e.name, e.path,
                  spec.count, src.size, src.mode, spec.byte_order,
                  f", split over {e.base}" if e.base else "")
+        if src.mmap_refused:
+            log.warning("the kernel refused to map %s (%s): serving it from one sealed memfd "
+                        "(mode %s, mmap_refused)", e.path, src.mmap_refused, src.mode)
 
     def ensure(self, name: str) -> SpecEntry:
         """The entry for ``name``, opened if it was lazy. NOT_FOUND for unknown names."""
         e = self._entries.get(name or "vmlinux")
         if e is None:
-            raise BTFNotFoundError(f"no spec named {name!r}; served: {', '.join(self.names())}")
+            raise BTFNotFoundError(f"no spec named {quote(name)}; served: {', '.join(self.names())}")
         if e.spec is None:
             with e.lock:
-                if e.spec is None:
+                if e.spec is None and not e.retired:
                     self._open(e, self.vmlinux.spec)
         return e
+
+    def acquire(self, name: str) -> SpecEntry:
+        """:meth:`ensure`, and hold the entry: its resources stay until :meth:`release`, even
+        if a rescan drops it meanwhile."""
+        with self._lock:
+            e = self.ensure(name)
+            e.users += 1
+            return e
+
+    def release(self, e: SpecEntry) -> None:
+        with self._lock:
+            e.users -= 1
+            if e.retired and e.users == 0:
+                self._free(e)
+
+    @contextlib.contextmanager
+    def hold(self, names: list[str]) -> Iterator[list[SpecEntry]]:
+        """Acquire every named entry for the duration of a ``with`` block."""
+        held: list[SpecEntry] = []
+        try:
+            for n in names:
+                held.append(self.acquire(n))
+            yield held
+        finally:
+            for e in held:
+                self.release(e)
 
     def entry_or_none(self, name: str) -> SpecEntry | None:
         """The entry if it is served (loaded or not), else None. Never opens anything."""
         return self._entries.get(name)
-
-    def spec(self, name: str) -> Spec:
-        s = self.ensure(name).spec
-        assert s is not None
-        return s
 
     @property
     def vmlinux(self) -> SpecEntry:
@@ -117,45 +153,66 @@ class Registry:
     # ---------------------------------------------------------------- modules
 
     def rescan_modules(self) -> tuple[list[str], list[str]]:
-        """Follow modules loaded and unloaded. Returns (added, removed) spec names."""
+        """Follow modules loaded, unloaded and reloaded (a file whose inode, size or mtime
+        changed is read again). Returns (added, removed) spec names; a reloaded module is
+        in both."""
         if self.sysfs_dir is None or not os.path.isdir(self.sysfs_dir):
             return [], []
         try:
-            present = {
-                f for f in os.listdir(self.sysfs_dir)
-                if f != "vmlinux" and os.path.isfile(os.path.join(self.sysfs_dir, f))
-            }
+            files = [f for f in os.listdir(self.sysfs_dir) if f != "vmlinux"]
         except OSError as exc:
             log.warning("cannot list %s: %s", self.sysfs_dir, exc)
             return [], []
+        present: dict[str, tuple[int, int, int]] = {}
+        for f in files:
+            path = os.path.join(self.sysfs_dir, f)
+            ident = file_identity(path) if os.path.isfile(path) else None
+            if ident is not None:
+                present[f] = ident
         added, removed = [], []
         with self._lock:
-            known = {e.name[len(MODULE_PREFIX):] for e in self.module_entries()}
-            for m in sorted(present - known):
+            known = {e.name[len(MODULE_PREFIX):]: e for e in self.module_entries()}
+            for m, e in sorted(known.items()):
+                if present.get(m) != e.identity:
+                    del self._entries[e.name]
+                    removed.append(e.name)
+                    self._retire(e)
+                    known.pop(m)
+            for m in sorted(set(present) - set(known)):
                 name = MODULE_PREFIX + m
-                self._entries[name] = SpecEntry(name, os.path.join(self.sysfs_dir, m), base="vmlinux")
+                self._entries[name] = self._new_entry(name, os.path.join(self.sysfs_dir, m),
+                                                      base="vmlinux", identity=present[m])
                 added.append(name)
-            for m in sorted(known - present):
-                e = self._entries.pop(MODULE_PREFIX + m)
-                removed.append(e.name)
-                # Do not unmap: requests in flight may still read it; the GC does it later.
-                if e.ro_fd >= 0 and e.source is not None and e.ro_fd != e.source.fd:
-                    os.close(e.ro_fd)
-                    e.ro_fd = -1
+            if added or removed:
+                self.generation += 1
         if added or removed:
             log.info("modules: %d added, %d removed (%d served)", len(added), len(removed),
                      len(self.module_entries()))
         return added, removed
 
-    def close(self) -> None:
-        for e in self._entries.values():
+    def _retire(self, e: SpecEntry) -> None:
+        e.retired = True
+        if e.users == 0:
+            self._free(e)
+
+    def _free(self, e: SpecEntry) -> None:
+        """Release everything an entry holds (no request uses it any more)."""
+        with e.lock:
+            e.core_target = None
             if e.spec is not None:
                 e.spec.close()
-            if e.ro_fd >= 0 and e.source is not None and e.ro_fd != e.source.fd:
+            if e.ro_fd >= 0 and (e.source is None or e.ro_fd != e.source.fd):
                 os.close(e.ro_fd)
+            e.ro_fd = -1
             if e.source is not None:
                 e.source.close()
-        self._entries.clear()
+            log.debug("freed %s (generation %d)", e.name, e.generation)
+
+    def close(self) -> None:
+        with self._lock:
+            for e in self._entries.values():
+                self._free(e)
+            self._entries.clear()
 
 
 def _read_only_fd(src: Source) -> int:

@@ -11,17 +11,17 @@ import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
 
 from .. import __version__
-from ..btf import BTFError, BTFNotFoundError, BTFRangeError, Kind, Spec
+from ..btf import BTFNotFoundError, BTFRangeError, Kind, Spec
 from ..v1 import btfd_pb2 as pb
 from ..v1 import btfd_pb2_grpc as pb_grpc
 from .convert import referenced_ids, type_to_pb
-from .errors import RequestError, status_for
+from .errors import RequestError, describe, quote
 from .metrics import Metrics
 from .registry import Registry, SpecEntry
 
@@ -56,34 +56,49 @@ def _kind(value: int) -> Kind | None:
         raise RequestError(f"unknown kind {value}") from None
 
 
-async def _fail(self: Any, method: str, exc: Exception, t0: float, context: Any) -> None:
-    """Count the failure and abort the call with the status the error maps to (library
-    errors: their status hint; anything else: INTERNAL, logged with its traceback)."""
-    if isinstance(exc, BTFError):
-        code = status_for(exc)
-        message = str(exc)
-    else:
-        log.exception("%s failed", method)
-        code, message = grpc.StatusCode.INTERNAL, f"internal error: {exc}"
-    self._done(method, code.name, t0)
-    await context.abort(code, message)
+class _Accounted:
+    """Counts one call in btfd_requests_total/btfd_request_duration_seconds exactly once,
+    whatever ends it: success, an error (aborted with the code :func:`describe` maps it to),
+    a cancellation or an expired deadline (CancelledError, or GeneratorExit when a stream is
+    dropped)."""
+
+    __slots__ = ("svc", "method", "context", "t0")
+
+    def __init__(self, svc: BtfService, method: str, context: Any) -> None:
+        self.svc, self.method, self.context = svc, method, context
+        self.t0 = time.perf_counter()
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            self.svc._done(self.method, "OK", self.t0)
+        elif isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+            self.svc._done(self.method, _ended_code(self.context), self.t0)
+        elif isinstance(exc, Exception):
+            code, message = describe(exc, self.method)
+            self.svc._done(self.method, code.name, self.t0)
+            await self.context.abort(code, message)
+        return False
+
+
+def _ended_code(context: Any) -> str:
+    """Why a call ended early: its deadline passed, or the client cancelled it."""
+    try:
+        left = context.time_remaining()
+    except Exception:  # noqa: BLE001 - a context without deadlines
+        left = None
+    return "DEADLINE_EXCEEDED" if left is not None and left <= 0 else "CANCELLED"
 
 
 def unary(method: str) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
     def deco(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         @functools.wraps(fn)
-        async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
-            t0 = time.perf_counter()
-            try:
-                result = await fn(self, request, context)
-            except asyncio.CancelledError:
-                self._done(method, "CANCELLED", t0)
-                raise
-            except Exception as exc:
-                await _fail(self, method, exc, t0, context)
-                raise  # unreachable: abort raises
-            self._done(method, "OK", t0)
-            return result
+        async def wrapper(self: BtfService, request: Any, context: grpc.aio.ServicerContext) -> R:
+            async with _Accounted(self, method, context):
+                return await fn(self, request, context)
+            raise AssertionError("unreachable")  # pragma: no cover - __aexit__ never swallows
 
         return wrapper
 
@@ -93,18 +108,11 @@ def unary(method: str) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., 
 def stream(method: str) -> Callable[[Callable[..., AsyncIterator[R]]], Callable[..., AsyncIterator[R]]]:
     def deco(fn: Callable[..., AsyncIterator[R]]) -> Callable[..., AsyncIterator[R]]:
         @functools.wraps(fn)
-        async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[R]:
-            t0 = time.perf_counter()
-            try:
+        async def wrapper(self: BtfService, request: Any,
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[R]:
+            async with _Accounted(self, method, context):
                 async for item in fn(self, request, context):
                     yield item
-            except asyncio.CancelledError:
-                self._done(method, "CANCELLED", t0)
-                raise
-            except Exception as exc:
-                await _fail(self, method, exc, t0, context)
-                return
-            self._done(method, "OK", t0)
 
         return wrapper
 
@@ -161,19 +169,29 @@ class BtfService(pb_grpc.BtfServicer):
             info.mode = e.source.mode
             info.fd_socket = self.fd_socket if e.ro_fd >= 0 else ""
             info.index_bytes.update(e.spec.index_bytes())
+            if e.source.mmap_refused:
+                info.mmap_refused = True
+                info.note = (f"the kernel refused to map {e.path} ({e.source.mmap_refused}): "
+                             f"served from a sealed memfd copy")
         return info
 
     @unary("LookupType")
     async def LookupType(self, request: pb.LookupTypeRequest, context: Any) -> pb.LookupTypeResponse:
+        # An answer depends on the spec asked (a reloaded module is a new entry, with a new
+        # generation) or, with all_specs, on the whole set of served specs.
+        gen = self.specs.generation if request.all_specs else self._generation(request.spec or "vmlinux")
         ck = (request.spec or "vmlinux", request.WhichOneof("key"), request.name, request.id, request.kind,
-              request.depth, request.all_specs, self._generation(request.spec or "vmlinux"))
+              request.depth, request.all_specs, gen)
         hit = self._cache.get(ck)
         if hit is not None:
             self._cache.move_to_end(ck)
             self._hit.inc()
             return hit[0]
         self._miss.inc()
-        out = self._lookup(request)
+        # Uncached lookups can be long (a name index to build, depth 64 over task_struct):
+        # in a thread, so the event loop keeps serving other calls and health checks.
+        modules = [m.name for m in self.specs.module_entries()] if request.all_specs else []
+        out = await asyncio.to_thread(self._lookup_held, request, modules)
         size = out.ByteSize()
         if size <= self._cache_limit // 8:
             self._cache[ck] = (out, size)
@@ -187,14 +205,33 @@ class BtfService(pb_grpc.BtfServicer):
         e = self.specs.entry_or_none(name)
         return e.generation if e is not None else 0
 
-    def _lookup(self, request: pb.LookupTypeRequest) -> pb.LookupTypeResponse:
+    def _lookup_held(self, request: pb.LookupTypeRequest, modules: list[str]) -> pb.LookupTypeResponse:
+        """:meth:`_lookup` holding the specs it reads (released when it is done, even if the
+        call was cancelled meanwhile)."""
+        held: list[SpecEntry] = []
+        try:
+            if request.all_specs and request.WhichOneof("key") == "name":
+                held.append(self.specs.acquire("vmlinux"))
+                for m in modules:
+                    try:
+                        held.append(self.specs.acquire(m))
+                    except BTFNotFoundError:  # unloaded since the request came in
+                        pass
+            else:
+                held.append(self.specs.acquire(request.spec))
+            return self._lookup(request, held)
+        finally:
+            for e in held:
+                self.specs.release(e)
+
+    def _lookup(self, request: pb.LookupTypeRequest, entries: list[SpecEntry]) -> pb.LookupTypeResponse:
         key = request.WhichOneof("key")
         if key is None:
             raise RequestError("LookupType needs a name or an id")
         kind = _kind(request.kind)
         found: list[tuple[SpecEntry, int]] = []
         if key == "id":
-            e = self.specs.ensure(request.spec)
+            e = entries[0]
             assert e.spec is not None
             if request.id >= e.spec.next_id:
                 raise BTFNotFoundError(f"spec {e.name} has no type id {request.id} "
@@ -203,18 +240,13 @@ class BtfService(pb_grpc.BtfServicer):
         else:
             if not request.name:
                 raise RequestError("empty type name")
-            if request.all_specs:
-                entries = [self.specs.ensure("vmlinux")]
-                entries += [self.specs.ensure(m.name) for m in self.specs.module_entries()]
-            else:
-                entries = [self.specs.ensure(request.spec)]
             for e in entries:
                 assert e.spec is not None
                 own_from = e.spec.start_id if request.all_specs and e.base else 0
                 found.extend((e, t) for t in e.spec.find_ids(request.name, kind) if t >= own_from)
             if not found:
                 what = f"{kind.name.lower()} " if kind is not None else ""
-                raise BTFNotFoundError(f"no {what}type named {request.name!r} in "
+                raise BTFNotFoundError(f"no {what}type named {quote(request.name)} in "
                                        f"{'any spec' if request.all_specs else entries[0].name}")
         out = pb.LookupTypeResponse()
         seen: set[tuple[str, int]] = set()
@@ -241,83 +273,122 @@ class BtfService(pb_grpc.BtfServicer):
     async def ListTypes(
         self, request: pb.ListTypesRequest, context: Any
     ) -> AsyncIterator[pb.ListTypesResponse]:
-        e = self.specs.ensure(request.spec)
-        spec = e.spec
-        assert spec is not None
         kind = _kind(request.kind)
         page = request.page_size or DEFAULT_PAGE
         if page > MAX_PAGE:
             raise RequestError(f"page_size {page} is over the maximum {MAX_PAGE}")
         limit = request.limit or 0
-        match = request.match
         pat = request.name
+        match = request.match
+        if match == pb.NAME_MATCH_ANY and pat:
+            match = pb.NAME_MATCH_EXACT  # a name without a match mode is an exact name
         if match != pb.NAME_MATCH_ANY and not pat:
             raise RequestError("a name match needs a name pattern")
-        want: Callable[[str], bool]
+        want: Callable[[str], Any]
         if match == pb.NAME_MATCH_EXACT:
             want = pat.__eq__
         elif match == pb.NAME_MATCH_PREFIX:
             want = lambda n: n.startswith(pat)  # noqa: E731
         elif match == pb.NAME_MATCH_GLOB:
-            want = re.compile(fnmatch.translate(pat), re.S).match  # type: ignore[assignment]
+            want = re.compile(fnmatch.translate(pat), re.S).match
         elif match == pb.NAME_MATCH_ANY:
             want = lambda n: True  # noqa: E731
         else:
             raise RequestError(f"unknown name match {match}")
-        sent = 0
-        batch = pb.ListTypesResponse()
-        if match == pb.NAME_MATCH_EXACT:
-            ids = [t for t in spec.find_ids(pat, kind) if t >= max(request.start_id, spec.start_id)]
-            rows: Any = ((t, *spec.raw(t)) for t in ids)
-        else:
-            rows = spec.iter_raw(request.start_id or None)
-        for tid, name_off, info, st in rows:
-            k = (info >> 24) & 0x7F
-            if kind is not None and k != kind:
-                continue
-            name = spec.string(name_off) if name_off else ""
-            if match != pb.NAME_MATCH_ANY and not want(name):
-                continue
-            batch.types.append(pb.TypeSummary(id=tid, kind=k, name=name, size=st if k in _SIZED else 0))
-            sent += 1
-            if limit and sent >= limit:
-                break
-            if len(batch.types) >= page:
-                batch.next_start_id = tid + 1
-                yield batch
-                batch = pb.ListTypesResponse()
-                await asyncio.sleep(0)  # let other requests run between pages
-        if batch.types or sent == 0:
+        e = self.specs.acquire(request.spec)
+        try:
+            spec = e.spec
+            assert spec is not None
+            if match == pb.NAME_MATCH_EXACT:
+                ids = [t for t in spec.find_ids(pat, kind) if t >= max(request.start_id, spec.start_id)]
+                rows: Any = ((t, *spec.raw(t)) for t in ids)
+            else:
+                rows = spec.iter_raw(request.start_id or None)
+
+            def matches() -> Iterator[pb.TypeSummary]:
+                for tid, name_off, info, st in rows:
+                    k = (info >> 24) & 0x7F
+                    if kind is not None and k != kind:
+                        continue
+                    name = spec.string(name_off) if name_off else ""
+                    if match != pb.NAME_MATCH_ANY and not want(name):
+                        continue
+                    yield pb.TypeSummary(id=tid, kind=k, name=name, size=st if k in _SIZED else 0)
+
+            # A page is sent once the next match is known, so next_start_id is 0 exactly when
+            # nothing follows (the last page, full or not, or the limit reached the end).
+            batch = pb.ListTypesResponse()
+            sent = 0
+            for ts in matches():
+                if len(batch.types) >= page or (limit and sent >= limit):
+                    batch.next_start_id = batch.types[-1].id + 1
+                    yield batch
+                    if limit and sent >= limit:
+                        return
+                    batch = pb.ListTypesResponse()
+                    await asyncio.sleep(0)  # let other requests run between pages
+                batch.types.append(ts)
+                sent += 1
             yield batch
+        finally:
+            self.specs.release(e)
 
     @stream("ReadRaw")
     async def ReadRaw(self, request: pb.ReadRawRequest, context: Any) -> AsyncIterator[pb.ReadRawResponse]:
-        e = self.specs.ensure(request.spec)
-        src = e.source
-        assert src is not None
-        end = request.offset + request.length
-        if request.offset > src.size or end > src.size:
-            raise BTFRangeError(f"range [{request.offset}, {end}) is outside {e.name}'s "
-                                f"{src.size} bytes")
-        chunk = min(request.chunk_size or MAX_CHUNK, MAX_CHUNK)
-        off = request.offset
-        while off < end:
-            n = min(chunk, end - off)
-            yield pb.ReadRawResponse(offset=off, data=bytes(src.data[off : off + n]))
-            off += n
-            await asyncio.sleep(0)
+        e = self.specs.acquire(request.spec)
+        try:
+            src = e.source
+            assert src is not None
+            end = request.offset + request.length
+            if request.offset > src.size or end > src.size:
+                raise BTFRangeError(f"range [{request.offset}, {end}) is outside {e.name}'s "
+                                    f"{src.size} bytes")
+            chunk = min(request.chunk_size or MAX_CHUNK, MAX_CHUNK)
+            off = request.offset
+            while off < end:
+                n = min(chunk, end - off)
+                yield pb.ReadRawResponse(offset=off, data=bytes(src.data[off : off + n]))
+                off += n
+                await asyncio.sleep(0)
+        finally:
+            self.specs.release(e)
 
-    def _core_target(self, name: str, include_modules: bool) -> Any:
+    def _core_target(self, e: SpecEntry, modules: list[SpecEntry]) -> Any:
+        """The CO-RE target of a held entry (with module BTF: ``modules``, also held)."""
         from ..core import CoreTarget
 
-        e = self.specs.ensure(name)
         assert e.spec is not None
-        if include_modules and e.name == "vmlinux":
-            mods = [self.specs.spec(m.name) for m in self.specs.module_entries()]
-            return CoreTarget(e.spec, modules=mods)
-        if e.core_target is None:
-            e.core_target = CoreTarget(e.spec)
-        return e.core_target
+        if modules:
+            return CoreTarget(e.spec, modules=[m.spec for m in modules if m.spec is not None])
+        with e.lock:
+            if e.core_target is None:
+                e.core_target = CoreTarget(e.spec)
+            return e.core_target
+
+    def _hold_targets(self, names: list[str], include_modules: bool) -> tuple[list[SpecEntry], list[Any]]:
+        """Acquire the named specs (and, with include_modules, every module) and build their
+        targets. The caller releases the returned entries."""
+        held: list[SpecEntry] = []
+        try:
+            mods: list[SpecEntry] = []
+            if include_modules and "vmlinux" in [n or "vmlinux" for n in names]:
+                for m in [x.name for x in self.specs.module_entries()]:
+                    try:
+                        mods.append(self.specs.acquire(m))
+                    except BTFNotFoundError:
+                        pass
+                    else:
+                        held.append(mods[-1])
+            targets = []
+            for n in names:
+                e = self.specs.acquire(n)
+                held.append(e)
+                targets.append(self._core_target(e, mods if e.name == "vmlinux" else []))
+            return held, targets
+        except BaseException:
+            for e in held:
+                self.specs.release(e)
+            raise
 
     @unary("ResolveCore")
     async def ResolveCore(self, request: pb.ResolveCoreRequest, context: Any) -> pb.ResolveCoreResponse:
@@ -327,25 +398,31 @@ class BtfService(pb_grpc.BtfServicer):
         which = request.WhichOneof("input")
         if which is None:
             raise RequestError("ResolveCore needs an object or records")
-        targets = [(n, self._core_target(n, request.include_modules)) for n in names]
 
         def work() -> pb.ResolveCoreResponse:
-            out = pb.ResolveCoreResponse()
-            if which == "object":
-                obj = parse_object(request.object)
-                results = [(n, resolve_object(obj, t, want_patched=request.want_patched)) for n, t in targets]
-            else:
-                recs = [RecordInput(r.sec, r.insn_off, r.type_id, r.access, r.kind)
-                        for r in request.records.records]
-                results = [(n, resolve_records(request.records.local_btf, recs, t)) for n, t in targets]
-            for n, res in results:
-                cr = pb.CoreResult(spec=n, errors=res.errors)
-                for r in res.records:
-                    cr.relocations.append(core_record_to_pb(r))
-                for (sec, prog), insns in res.programs.items():
-                    cr.programs.append(pb.PatchedProgram(sec=sec, prog=prog, insns=insns))
-                out.results.append(cr)
-            return out
+            held, targets = self._hold_targets(names, request.include_modules)
+            try:
+                out = pb.ResolveCoreResponse()
+                if which == "object":
+                    obj = parse_object(request.object)
+                    results = [(n, resolve_object(obj, t, want_patched=request.want_patched))
+                               for n, t in zip(names, targets, strict=True)]
+                else:
+                    recs = [RecordInput(r.sec, r.insn_off, r.type_id, r.access, r.kind)
+                            for r in request.records.records]
+                    results = [(n, resolve_records(request.records.local_btf, recs, t))
+                               for n, t in zip(names, targets, strict=True)]
+                for n, res in results:
+                    cr = pb.CoreResult(spec=n, errors=res.errors)
+                    for r in res.records:
+                        cr.relocations.append(core_record_to_pb(r))
+                    for (sec, prog), insns in res.programs.items():
+                        cr.programs.append(pb.PatchedProgram(sec=sec, prog=prog, insns=insns))
+                    out.results.append(cr)
+                return out
+            finally:
+                for e in held:
+                    self.specs.release(e)
 
         return await asyncio.to_thread(work)
 
@@ -355,11 +432,15 @@ class BtfService(pb_grpc.BtfServicer):
 
         if not request.objects:
             raise RequestError("MinimizeBtf needs at least one object")
-        target = self._core_target(request.spec or "vmlinux", False)
 
         def work() -> pb.MinimizeBtfResponse:
-            m = minimize(list(request.objects), target)
-            return pb.MinimizeBtfResponse(btf=m.btf, type_count=len(m.types))
+            held, [target] = self._hold_targets([request.spec or "vmlinux"], False)
+            try:
+                m = minimize(list(request.objects), target)
+                return pb.MinimizeBtfResponse(btf=m.btf, type_count=len(m.types))
+            finally:
+                for e in held:
+                    self.specs.release(e)
 
         return await asyncio.to_thread(work)
 

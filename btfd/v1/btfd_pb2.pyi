@@ -66,7 +66,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SpecInfo(_message.Message):
-    __slots__ = ("name", "path", "size", "type_count", "start_id", "byte_order", "base", "mode", "fd_socket", "index_bytes", "loaded")
+    __slots__ = ("name", "path", "size", "type_count", "start_id", "byte_order", "base", "mode", "fd_socket", "index_bytes", "loaded", "mmap_refused", "note")
     class IndexBytesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,8 @@ class SpecInfo(_message.Message):
     FD_SOCKET_FIELD_NUMBER: _ClassVar[int]
     INDEX_BYTES_FIELD_NUMBER: _ClassVar[int]
     LOADED_FIELD_NUMBER: _ClassVar[int]
+    MMAP_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
     name: str
     path: str
     size: int
@@ -96,7 +98,9 @@ class SpecInfo(_message.Message):
     fd_socket: str
     index_bytes: _containers.ScalarMap[str, int]
     loaded: bool
-    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., size: _Optional[int] = ..., type_count: _Optional[int] = ..., start_id: _Optional[int] = ..., byte_order: _Optional[str] = ..., base: _Optional[str] = ..., mode: _Optional[str] = ..., fd_socket: _Optional[str] = ..., index_bytes: _Optional[_Mapping[str, int]] = ..., loaded: _Optional[bool] = ...) -> None: ...
+    mmap_refused: bool
+    note: str
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., size: _Optional[int] = ..., type_count: _Optional[int] = ..., start_id: _Optional[int] = ..., byte_order: _Optional[str] = ..., base: _Optional[str] = ..., mode: _Optional[str] = ..., fd_socket: _Optional[str] = ..., index_bytes: _Optional[_Mapping[str, int]] = ..., loaded: _Optional[bool] = ..., mmap_refused: _Optional[bool] = ..., note: _Optional[str] = ...) -> None: ...
 
 class GetInfoResponse(_message.Message):
     __slots__ = ("version", "kernel_release", "specs", "fd_socket")
