@@ -152,6 +152,8 @@ def _from_rpc(args: argparse.Namespace, where: str, exc: Any) -> CliExit:
     if code == grpc.StatusCode.UNAVAILABLE:
         # Connect once more without gRPC to say why (gone, refused, permission, not a socket).
         problem = diagnose(where, args.timeout)
+        if problem is None and "timed out" in details:  # accepts, never speaks HTTP/2
+            problem = unreachable(where, None, args.timeout)
         return problem or CliExit(EXIT_UNREACHABLE, f"btfd at {where} is unavailable: {details}")
     if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
         return CliExit(EXIT_UNREACHABLE, f"btfd at {where} refused the request: {details}")
