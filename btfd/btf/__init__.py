@@ -14,6 +14,7 @@ from typing import Any
 from . import types
 from .elf import find_section, is_elf
 from .errors import (
+    BTFClosedError,
     BTFCycleError,
     BTFError,
     BTFFormatError,
@@ -52,6 +53,7 @@ from .types import (
 )
 
 __all__ = [
+    "BTFClosedError",
     "BTFCycleError",
     "BTFError",
     "BTFFormatError",

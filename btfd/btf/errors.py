@@ -13,6 +13,7 @@ __all__ = [
     "BTFCycleError",
     "BTFRangeError",
     "BTFUnsupportedError",
+    "BTFClosedError",
 ]
 
 
@@ -57,3 +58,9 @@ class BTFUnsupportedError(BTFError):
     layout information, for instance)."""
 
     status = "UNIMPLEMENTED"
+
+
+class BTFClosedError(BTFError):
+    """The spec was closed (its buffer released) and cannot be read any more."""
+
+    status = "FAILED_PRECONDITION"

@@ -35,6 +35,12 @@ FOOTER = (
 _NOT, _ING, _DONE = 0, 1, 2
 _MAX_DEPTH = 200  # recursion guard for malformed chains (kernel BTF nests < 40 deep)
 _MAX_PAD_BITS = 8 << 20  # 1 MiB of explicit padding in one gap: refused
+# Padding budgets, in `type: bits;` lines. Real kernels need at most ~1,500 lines for one
+# type and ~10,000 for a whole vmlinux.h; without a total bound a 2 KB blob of 128 members
+# each 1 MiB apart would print 16M lines. One top-level type may print _PAD_LINES_TYPE; a
+# whole dump _PAD_LINES_DUMP plus one line per 16 bytes of BTF (its base's included).
+_PAD_LINES_TYPE = 1 << 15
+_PAD_LINES_DUMP = 1 << 17
 
 # GCC emits typedefs to its internal __PolyX_t types for Arm SVE: libbpf aliases them
 # (btf_dump_emit_missing_aliases).
@@ -78,6 +84,13 @@ class CDumper:
         # 127k types). A malformed graph (pointer/func-proto cycles with no named struct to
         # stop at) can branch exponentially; past the budget it is refused, not walked.
         self._budget = 64 * n + 100_000
+        blob_bytes = 0
+        sp: Spec | None = spec
+        while sp is not None:
+            blob_bytes += sp.size
+            sp = sp.base
+        self._pad_dump_left = _PAD_LINES_DUMP + blob_bytes // 16
+        self._pad_type_left = _PAD_LINES_TYPE
         if whole_dump:  # only ordering needs it (anonymous enums); one type's text does not
             self._mark_referenced()
 
@@ -206,6 +219,7 @@ class CDumper:
         queue: list[int] = []
         self._order(tid, False, queue, 0)
         for q in queue:
+            self._pad_type_left = _PAD_LINES_TYPE
             self._emit(q, 0, 0)
 
     def _order(self, tid: int, through_ptr: bool, queue: list[int], depth: int) -> int:
@@ -416,6 +430,7 @@ class CDumper:
             if new_off <= next_off:
                 break
         pad_type, pad_bits = pad
+        self._charge_padding((next_off - new_off) // pad_bits + 2)
         if cur_off < new_off <= next_off:
             if (
                 in_bitfield
@@ -436,6 +451,17 @@ class CDumper:
                 w(f"\n{_pfx(lvl)}{ptype}: {bits};")
                 cur_off += bits
                 break
+
+    def _charge_padding(self, lines: int) -> None:
+        """Spend padding lines from the per-type and per-dump budgets (an upper bound of
+        what one gap prints); refuse before printing what would exceed either."""
+        self._pad_type_left -= lines
+        self._pad_dump_left -= lines
+        if self._pad_type_left < 0:
+            raise BTFFormatError(
+                f"padding of one type would exceed {_PAD_LINES_TYPE} lines (a malformed layout?)")
+        if self._pad_dump_left < 0:
+            raise BTFFormatError("padding of the whole dump would exceed its budget (a malformed layout?)")
 
     def _struct_def(self, tid: int, lvl: int) -> None:
         t = self.t(tid)

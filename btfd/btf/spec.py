@@ -28,7 +28,13 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from . import types as T
-from .errors import BTFCycleError, BTFFormatError, BTFNotFoundError, BTFUnsupportedError
+from .errors import (
+    BTFClosedError,
+    BTFCycleError,
+    BTFFormatError,
+    BTFNotFoundError,
+    BTFUnsupportedError,
+)
 from .header import BUILTIN_LAYOUT, Header, parse_header
 from .kinds import Kind
 
@@ -88,6 +94,9 @@ def _as_buffer(data: Any) -> Any:
     return data
 
 
+_NameIndex = tuple["int | None", "array[int] | None", "array[int] | None"]
+
+
 class Spec:
     """One BTF blob (raw ``.BTF`` bytes), optionally split over ``base``.
 
@@ -143,11 +152,11 @@ class Spec:
         self.next_id = self.start_id + self.count
         if self.next_id - 1 > BTF_MAX_TYPE:
             raise BTFFormatError(f"{self.next_id - 1} types exceed BTF_MAX_TYPE")
-        # Name index: built on first use.
-        self._nx_dir: array[int] | None = None
-        self._nx_ent: array[int] | None = None
-        self._nx_sorted_from: int | None = None  # first named id when the blob is name-sorted
-        self._nx_built = False
+        # Name index, built on first use and published in one assignment (threads may look
+        # names up while another builds it): (first named id when the blob is name-sorted,
+        # else None; bucket directory; entries), the arrays None for a name-sorted blob.
+        self._nx: _NameIndex | None = None
+        self._closed = False
         self._ptr_size: int | None = None
         self._dense: array[int] | None = None  # every offset, only while dense() is active
 
@@ -218,8 +227,9 @@ class Spec:
     def _offset(self, tid: int) -> int:
         """Absolute byte offset of one of *this* spec's own types."""
         rel = tid - self.start_id
-        if self._dense is not None:
-            return self._ts + 4 * self._dense[rel]
+        dense = self._dense  # read once: another thread may end its dense() block meanwhile
+        if dense is not None:
+            return self._ts + 4 * dense[rel]
         o: int = self._ts + 4 * self._ckpt[rel >> _CK_SHIFT]
         for _ in range(rel & (CHECKPOINT - 1)):
             o = self._step(o)
@@ -229,6 +239,7 @@ class Spec:
     def dense(self) -> Iterator[None]:
         """For bulk work (dumps): keep every type's offset (4 bytes a type, this spec and its
         bases) for the duration of the ``with`` block, so id -> record is one array index."""
+        self._check_not_closed()
         if self._dense is not None:
             yield
             return
@@ -266,6 +277,8 @@ class Spec:
             if tid >= spec.start_id:
                 if tid >= spec.next_id or tid <= 0:
                     break
+                if spec._closed:
+                    spec._check_not_closed()
                 return spec, spec._offset(tid)
             spec = spec.base
         raise BTFNotFoundError(f"no type with id {tid} (ids are 0..{self.next_id - 1})")
@@ -277,6 +290,8 @@ class Spec:
         while off < spec._str_base:
             assert spec.base is not None
             spec = spec.base
+        if spec._closed:
+            spec._check_not_closed()
         s = spec._ss + off - spec._str_base
         if s >= spec._se:
             raise BTFFormatError(f"string offset {off} is past the string section", offset=s)
@@ -476,6 +491,7 @@ class Spec:
 
     def types(self, kind: Kind | None = None) -> Iterator[T.Type]:
         """This spec's own types in id order (not the base's), optionally of one kind."""
+        self._check_not_closed()
         o = self._ts
         for tid in range(self.start_id, self.next_id):
             if kind is None or (self._u32(self._data, o + 4)[0] >> 24) & 0x7F == kind:
@@ -485,6 +501,7 @@ class Spec:
     def iter_raw(self, start_id: int | None = None) -> Iterator[tuple[int, int, int, int]]:
         """``(id, name_off, info, size_or_type)`` of own types from ``start_id`` on, walking the
         records sequentially (cheap: nothing is decoded). For listings and filters."""
+        self._check_not_closed()
         tid = self.start_id if start_id is None else max(start_id, self.start_id)
         if tid >= self.next_id:
             return
@@ -502,7 +519,7 @@ class Spec:
 
     # ------------------------------------------------------------------ name index
 
-    def _build_name_index(self) -> None:
+    def _build_name_index(self) -> _NameIndex:
         """One walk over the names: detect name-sorted blobs, else bucket every named type.
 
         Transient memory is one bucket number per named type (an ``array('H')``, 2 bytes) --
@@ -560,10 +577,10 @@ class Spec:
         finally:
             if words is not None:
                 words.release()
-        self._nx_built = True
         if sorted_ok and first_named is not None and len(buckets) > 1:
-            self._nx_sorted_from = first_named
-            return
+            nx: _NameIndex = (first_named, None, None)
+            self._nx = nx
+            return nx
         for b in range(nb):
             counts[b + 1] += counts[b]
         ent: array[int] = array("I", bytes(4 * len(buckets)))
@@ -587,24 +604,31 @@ class Spec:
         finally:
             if words is not None:
                 words.release()
-        self._nx_dir, self._nx_ent = counts, ent
+        # Published complete, in one assignment: a concurrent builder computes the same
+        # value and overwrites it harmlessly; readers see either None or a whole index.
+        nx = (None, counts, ent)
+        self._nx = nx
+        return nx
 
     def build_name_index(self) -> None:
         """Build the name index now instead of on the first lookup by name (daemons do this
         before they report ready). Idempotent."""
-        if not self._nx_built:
+        self._check_not_closed()
+        if self._nx is None:
             self._build_name_index()
 
     def _own_named(self, ess: bytes) -> Iterator[tuple[int, bytes, int]]:
         """(absolute offset, full name, info) of own types whose essential name is ``ess``."""
-        if not self._nx_built:
-            self._build_name_index()
-        data = self._data
-        if self._nx_sorted_from is not None:
-            yield from self._sorted_named(ess)
+        self._check_not_closed()
+        nx = self._nx
+        if nx is None:
+            nx = self._build_name_index()
+        sorted_from, d, ent = nx
+        if sorted_from is not None:
+            yield from self._sorted_named(ess, sorted_from)
             return
-        d, ent = self._nx_dir, self._nx_ent
         assert d is not None and ent is not None
+        data = self._data
         b = hash(ess) & (len(d) - 2)
         for i in range(d[b], d[b + 1]):
             o = self._ts + 4 * ent[i]
@@ -615,27 +639,34 @@ class Spec:
             if nm.startswith(ess) and (nm == ess and b"___" not in nm or _essential(nm) == ess):
                 yield o, nm, info
 
-    def _sorted_named(self, ess: bytes) -> Iterator[tuple[int, bytes, int]]:
-        lo_id = self._nx_sorted_from
-        assert lo_id is not None
+    def _sorted_lower_bound(self, key: bytes, lo_id: int) -> tuple[int, int]:
+        """(id, offset) of the first named type whose name is >= ``key`` in a name-sorted
+        blob whose named types start at ``lo_id``: a binary search over the checkpointed
+        records (one record read a step), then a walk of at most one checkpoint block."""
+        data, rec, strs, ck, ts = self._data, self._rec, self._str_bytes, self._ckpt, self._ts
+        first_c = (lo_id - self.start_id + CHECKPOINT - 1) >> _CK_SHIFT
+        lo, hi = first_c, len(ck)
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if strs(rec(data, ts + 4 * ck[mid])[0]) < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo > first_c:  # checkpoint lo - 1 sorts before key: the answer is past it
+            tid = self.start_id + ((lo - 1) << _CK_SHIFT)
+            o = ts + 4 * ck[lo - 1]
+        else:
+            tid = lo_id
+            o = self._offset(lo_id)
+        while tid < self.next_id and strs(rec(data, o)[0]) < key:
+            o = self._step(o)
+            tid += 1
+        return tid, o
 
-        def name_at(tid: int) -> bytes:
-            return self._str_bytes(self._rec(self._data, self._offset(tid))[0])
-
-        def lower_bound(key: bytes) -> int:
-            lo, hi = lo_id, self.next_id
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if name_at(mid) < key:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            return lo
-
+    def _sorted_named(self, ess: bytes, lo_id: int) -> Iterator[tuple[int, bytes, int]]:
         # Exact essential name first, then flavors "ess___x" (a contiguous prefix range).
         for key, flavored in ((ess, False), (ess + b"___", True)):
-            tid = lower_bound(key)
-            o = self._offset(tid) if tid < self.next_id else self._te
+            tid, o = self._sorted_lower_bound(key, lo_id)
             while tid < self.next_id:
                 name_off, info, _ = self._rec(self._data, o)
                 nm = self._str_bytes(name_off)
@@ -689,14 +720,16 @@ class Spec:
     def index_bytes(self) -> dict[str, int]:
         """Bytes this spec's own indexes hold (``offsets`` and ``names``)."""
         names = 0
-        if self._nx_dir is not None and self._nx_ent is not None:
-            names = self._nx_dir.buffer_info()[1] * 4 + self._nx_ent.buffer_info()[1] * 4
+        nx = self._nx
+        if nx is not None and nx[1] is not None and nx[2] is not None:
+            names = sum(a.buffer_info()[1] * a.itemsize for a in (nx[1], nx[2]))
         return {"offsets": self._ckpt.buffer_info()[1] * self._ckpt.itemsize, "names": names}
 
     @property
     def name_sorted(self) -> bool | None:
         """True when the blob is name-sorted (known once the name index was asked for)."""
-        return None if not self._nx_built else self._nx_sorted_from is not None
+        nx = self._nx
+        return None if nx is None else nx[0] is not None
 
     # ------------------------------------------------------------------ semantics
 
@@ -725,6 +758,7 @@ class Spec:
             while spec is not None and spec.base is not None:
                 spec = spec.base
             assert spec is not None
+            spec._check_not_closed()
             o = spec._ts
             for _ in spec.ids():
                 name_off, info, sz = spec._rec(spec._data, o)
@@ -792,8 +826,20 @@ class Spec:
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Drop the reference to the buffer (so an mmap can be closed). Idempotent."""
+        """Drop the reference to the buffer (so an mmap can be closed). Idempotent. Using
+        the spec afterwards raises :class:`BTFClosedError` (so does using a split spec's
+        types or strings that live in a closed base)."""
+        self._closed = True
         self._data = b""
+        self._dense = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_not_closed(self) -> None:
+        if self._closed:
+            raise BTFClosedError(f"spec {self.name or '(unnamed)'} is closed")
 
     def __enter__(self) -> Spec:
         return self

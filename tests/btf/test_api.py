@@ -12,7 +12,7 @@ BTF_DIR = Path(btfd.btf.__file__).parent
 
 def test_exported_api_is_pinned() -> None:
     assert sorted(btfd.btf.__all__) == sorted([
-        "BTFCycleError", "BTFError", "BTFFormatError", "BTFNotFoundError", "BTFRangeError",
+        "BTFClosedError", "BTFCycleError", "BTFError", "BTFFormatError", "BTFNotFoundError", "BTFRangeError",
         "BTFUnsupportedError", "CHECKPOINT", "Header", "Kind", "Spec", "essential_name",
         "kind_from_name", "load_spec", "types", "Array", "Const", "Datasec", "DeclTag", "Enum",
         "EnumValue", "Float", "Func", "FuncProto", "Fwd", "Int", "Member", "Param", "Ptr",

@@ -20,7 +20,7 @@ from btfd.btf import (
 from btfd.btf import (
     types as T,
 )
-from btfd.btf.format_c import dump_c
+from btfd.btf.format_c import dump_c, format_type_c
 from btfd.btf.format_raw import dump_raw
 from btfd.btf.writer import encode_btf, sort_by_name
 from tests.conftest import blob
@@ -207,21 +207,48 @@ def test_random_bytes_fail_cleanly(data: bytes) -> None:
     _exercise(b"\x9f\xeb\x01\x00\x18\x00\x00\x00" + data)
 
 
-def test_fuzz_findings_stay_fixed() -> None:
-    """Inputs the coverage-guided fuzzer (bench/fuzz_btf.py) found: each must fail fast with
-    a BTFError. slow-dump-c: a 799-byte blob claiming a 64 MiB struct, whose C padding
-    would have been ~92 MB of `long: 64;` lines."""
+def _fuzz_blob(name: str) -> bytes:
     import lzma
 
     from tests.conftest import BTF_DATA
 
-    for f in sorted((BTF_DATA / "fuzz").glob("*.btf.xz")):
-        data = lzma.decompress(f.read_bytes())
-        with pytest.raises(BTFError):
-            _exercise_strict(data)
+    return lzma.decompress((BTF_DATA / "fuzz" / f"{name}.btf.xz").read_bytes())
+
+
+def _fuzz_names() -> list[str]:
+    from tests.conftest import BTF_DATA
+
+    return sorted(f.name.removesuffix(".btf.xz") for f in (BTF_DATA / "fuzz").glob("*.btf.xz"))
+
+
+@pytest.mark.parametrize("name", _fuzz_names())
+def test_fuzz_findings_stay_fixed(name: str) -> None:
+    """Inputs the fuzzers and audits found: each must fail fast with a BTFError, from the
+    per-type formatter (LookupType) or from a whole dump. slow-dump-c: a 799-byte blob
+    claiming a 64 MiB struct; padbomb-32-members: 32 members each 1 MiB apart (every gap
+    allowed alone, 4M `long: 64;` lines together); padbomb-many-types: 8 structs each
+    within the per-type padding budget, over the per-dump one."""
+    with pytest.raises(BTFError):
+        _exercise_strict(_fuzz_blob(name))
 
 
 def _exercise_strict(data: bytes) -> None:
     spec = Spec(data)
+    for tid in spec.ids():
+        format_type_c(spec, tid)
     "".join(dump_raw(spec))
     "".join(dump_c(spec))
+
+
+def test_padding_budgets() -> None:
+    """One type's padding and a whole dump's padding are both bounded."""
+    spec = Spec(_fuzz_blob("padbomb-32-members"))
+    with pytest.raises(BTFFormatError, match="padding of one type"):
+        format_type_c(spec, 2)
+    with pytest.raises(BTFFormatError, match="padding of one type"):
+        "".join(dump_c(spec))
+    many = Spec(_fuzz_blob("padbomb-many-types"))
+    for tid in range(2, many.next_id):  # each type alone is within its budget...
+        assert format_type_c(many, tid).count("long: 64;") == 30000
+    with pytest.raises(BTFFormatError, match="whole dump"):  # ...all of them are not
+        "".join(dump_c(many))
