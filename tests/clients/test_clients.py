@@ -124,6 +124,10 @@ def test_c_example_shares_the_mapping(daemon, kernel_vmlinux: Path, tmp_path: Pa
     assert r.stdout.startswith(f"task_struct size={size} ")
     r = subprocess.run([str(build / "btfd-fd-example"), str(tmp_path / "none.fd")], capture_output=True, text=True)
     assert r.returncode == 3 and "is btfd running" in r.stderr
+    # The daemon's error answer is printed as such, not as "answered without an fd".
+    r = subprocess.run([str(build / "btfd-fd-example"), daemon.fd_socket, "task_struct", "no-such-spec"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.startswith("btfd refused: {") and "NOT_FOUND" in r.stderr, r.stderr
 
 
 def test_retry_across_a_daemon_restart(tmp_path: Path, kernel_vmlinux: Path) -> None:
