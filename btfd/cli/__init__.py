@@ -137,8 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", help="target BTF file: work locally, no daemon")
     s.add_argument("--base", help="base BTF when --target is split (module) BTF")
     s.add_argument("--spec", default="vmlinux", help="spec on the daemon (without --target)")
-    s.add_argument("--all-specs", action="store_true", help="verdicts on every served spec")
+    s.add_argument("--all-specs", action="store_true",
+                   help="the fleet view: each relocation on every served kernel, and per kernel: "
+                        "loads cleanly / loads with N poisoned relocations / fails")
+    s.add_argument("--include-modules", action="store_true",
+                   help="also look for candidates in module BTF (module/<name> specs), as libbpf does")
     s.add_argument("--json", action="store_true", help="one JSON object per relocation")
+    from .cmd_core import STATUS_HELP
+
+    s.epilog, s.formatter_class = STATUS_HELP, argparse.RawDescriptionHelpFormatter
 
     s = add("min-btf", "minimal BTF for a set of objects' CO-RE relocations")
     s.add_argument("objects", nargs="+")

@@ -1,9 +1,27 @@
-"""``btfctl core OBJ [--target FILE [--base FILE] | --spec NAME] [--json]``.
+"""``btfctl core OBJ [--target FILE [--base FILE] | --spec NAME | --all-specs] [--json]``.
 
 With ``--target`` the object is resolved locally (no daemon); without it the daemon answers
 (``ResolveCore``). Either way the records are printed by :func:`print_records`: one JSON
 object per relocation in ``.BTF.ext`` order with ``--json``, else a table. Exit 0 when no
-record is ``error``, 1 otherwise, 2 for bad input, 3 when the daemon is unreachable.
+record is ``error``, 1 otherwise, 2 for bad input (a malformed object, or one whose byte order
+is not the target's), 3 when the daemon is unreachable.
+
+A record's ``status`` (:data:`STATUS_HELP`, also in ``btfctl core --help``):
+
+- ``ok``: the instruction is patched with ``new_val`` (and its load/store size changed when
+  ``mem_size`` says so);
+- ``poison``: nothing in the target matches (or the load/store size may not change); libbpf
+  replaces the instruction with an invalid call and still loads the program: the verifier
+  rejects it only if that instruction is reachable (guard it with bpf_core_field_exists() etc.);
+- ``error``: libbpf refuses this relocation, so the program, and with libbpf the whole object,
+  does not load; ``error`` says why;
+- ``skipped``: not examined: after an error libbpf aborts the whole object; btfd marks the
+  failing program's remaining records skipped and keeps resolving the other programs (also:
+  an instruction no function symbol holds, which libbpf never looks at).
+
+``--all-specs`` (:func:`print_matrix`) prints the fleet view: each relocation's verdict on every
+kernel the daemon serves, rows marked ``*`` where kernels disagree, then one verdict per kernel:
+loads cleanly / loads with N poisoned relocations (each named) / fails (each error and why).
 """
 
 from __future__ import annotations
@@ -11,15 +29,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-from ..btf import BTFError
 from . import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 
 __all__ = [
     "run", "run_local", "run_remote", "print_records", "print_matrix", "exit_code", "record_from_message",
+    "STATUS_HELP", "kernel_verdicts",
 ]
+
+#: What each record status means (the text ``btfctl core --help`` shows; this module imports
+#: nothing heavy at load time so that the parser can take it from here).
+STATUS_HELP = (
+    "status: ok = patched with new_val; poison = nothing in the target matches: libbpf replaces the\n"
+    "instruction with an invalid call and still loads the program (the verifier rejects it only if\n"
+    "it is reachable); error = libbpf refuses the relocation, the program does not load (see\n"
+    "'error'); skipped = not examined: after an error libbpf aborts the whole object; btfd marks\n"
+    "the failing program's remaining records skipped and keeps resolving the other programs.\n"
+    "--all-specs: per kernel, loads cleanly / loads with N poisoned relocations / fails.\n"
+    "exit codes: 0 no error, 1 some relocation is an error, 2 bad input (malformed object, object\n"
+    "byte order not the target's), 3 daemon unreachable"
+)
 
 
 def record_from_message(m: Any) -> dict[str, Any]:
@@ -49,6 +80,7 @@ def exit_code(records: Iterable[Mapping[str, Any]]) -> int:
 
 
 def _val(v: Any) -> str:
+    """A value in full: decimal up to 0xffff, hex above (never cut)."""
     if v is None:
         return "-"
     if isinstance(v, int) and v > 0xFFFF:
@@ -85,7 +117,8 @@ def print_records(records: Iterable[Any], *, as_json: bool, out: TextIO | None =
                 tn, ta = r.get("target_type_name") or "", r.get("target_access") or ""
                 what += "  <- " + " ".join(x for x in (f"[{tt}]", tn, ta) if x)
         elif st == "poison":
-            what = "poisoned (no match)"
+            what = ("poisoned (load/store size may not change)" if r.get("target_type_id")
+                    else "poisoned (no match)")
         else:
             what = r.get("error") or ""
         rows.append((where, str(r.get("kind", "")), local, st, what))
@@ -102,6 +135,7 @@ def print_records(records: Iterable[Any], *, as_json: bool, out: TextIO | None =
 
 def run_local(obj_path: str, target: str, base: str | None, as_json: bool) -> int:
     """Resolve ``obj_path`` against the target file locally and print the records."""
+    from ..btf import BTFError
     from ..core import resolve_object
     from ._local import local_spec, read_file, split_hint
 
@@ -114,54 +148,191 @@ def run_local(obj_path: str, target: str, base: str | None, as_json: bool) -> in
         return EXIT_USAGE
 
 
+def _object_byte_order(obj: bytes) -> str | None:
+    """"little"/"big" from the ELF header (EI_DATA), None when it is not ELF (the daemon then
+    says what is wrong)."""
+    if len(obj) > 5 and obj[:4] == b"\x7fELF" and obj[5] in (1, 2):
+        return "little" if obj[5] == 1 else "big"
+    return None
+
+
 def run_remote(args: argparse.Namespace) -> int:
-    """Ask the daemon (ResolveCore) against ``--spec``, or every served spec with --all-specs."""
+    """Ask the daemon (ResolveCore) against ``--spec``, or every served spec with --all-specs.
+
+    With --all-specs, kernels whose byte order is not the object's are not sent (the daemon
+    would refuse the whole request): they are reported as failing, with the reason."""
     from ._local import read_file
     from ._rpc import client, guard
 
     obj = guard(args, lambda: read_file(args.object))
+    mods = bool(getattr(args, "include_modules", False))
     c = client(args)
+    refused: dict[str, str] = {}
     try:
         specs = [args.spec]
         if args.all_specs:
-            specs = [s.name for s in guard(args, c.get_info).specs if not s.name.startswith("module/")]
-        resp = guard(args, lambda: c.resolve_core(obj, specs=specs))
+            infos = [s for s in guard(args, c.get_info).specs if not s.name.startswith("module/")]
+            order = _object_byte_order(obj)
+            specs = []
+            for s in infos:
+                bo = getattr(s, "byte_order", "") or ""
+                if order and bo and bo != order:
+                    refused[s.name] = (f"object is {order}-endian, kernel {s.name} is {bo}-endian: "
+                                       "libbpf cannot load it there")
+                else:
+                    specs.append(s.name)
+        resp = guard(args, lambda: c.resolve_core(obj, specs=specs, include_modules=mods)) if specs else None
     finally:
         c.close()
-    if len(resp.results) == 1:
+    if not args.all_specs:
+        assert resp is not None
         return print_records([record_from_message(m) for m in resp.results[0].relocations], as_json=args.json)
-    return print_matrix(resp.results, as_json=args.json)
+    got = resp.results if resp is not None else []
+    results = [(r.spec, [record_from_message(m) for m in r.relocations]) for r in got]
+    return print_matrix(results, as_json=args.json, refused=refused)
 
 
-def print_matrix(results: Any, *, as_json: bool, out: TextIO | None = None) -> int:
-    """The fleet view: every relocation's verdict on every spec (one column a kernel)."""
-    out = out or sys.stdout
-    rows = [[record_from_message(m) for m in r.relocations] for r in results]
-    names = [r.spec for r in results]
-    if as_json:
-        for i, first in enumerate(rows[0]):
-            verdicts = {n: {k: rows[j][i][k] for k in ("status", "new_val", "error")}
-                        for j, n in enumerate(names)}
-            out.write(json.dumps({k: first[k] for k in ("sec", "prog", "insn", "kind", "type_name", "access")}
-                                 | {"verdicts": verdicts}) + "\n")
+_ROW_KEYS = ("sec", "prog", "insn", "kind", "type_name", "access")
+
+
+def _cell(r: Mapping[str, Any]) -> str:
+    st = r.get("status")
+    if st == "ok":
+        ms = r.get("mem_size")
+        return _val(r.get("new_val")) + (f" ({ms['from']}->{ms['to']}B)" if ms else "")
+    return str(st)
+
+
+def _verdict_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (r.get("status"), r.get("new_val"), json.dumps(r.get("mem_size"), sort_keys=True))
+
+
+def _where(r: Mapping[str, Any]) -> str:
+    at = f"{r.get('prog') or r.get('sec')}+{r.get('insn')}"
+    return f"{at} {r.get('kind')} {r.get('type_name') or '<anon>'} {r.get('access')}"
+
+
+def kernel_verdicts(records: Sequence[Mapping[str, Any]], refused: str | None = None) -> dict[str, Any]:
+    """One kernel's verdict on an object: ``loads`` (cleanly), ``loads-with-poison`` (libbpf
+    loads it; the verifier rejects a poisoned instruction only if it is reachable) or
+    ``fails`` (some relocation is an error, or the kernel cannot take the object at all)."""
+    def ref(r: Mapping[str, Any], with_error: bool) -> dict[str, Any]:
+        d = {k: r.get(k) for k in _ROW_KEYS}
+        if with_error:
+            d["error"] = r.get("error")
+        return d
+
+    poisoned = [ref(r, False) for r in records if r.get("status") == "poison"]
+    errors = [ref(r, True) for r in records if r.get("status") == "error"]
+    if refused is not None:
+        verdict = "fails"
+    elif errors:
+        verdict = "fails"
+    elif poisoned:
+        verdict = "loads-with-poison"
     else:
-        head = f"{'prog':<24} {'insn':>5} {'kind':<18} {'type':<20} {'access':<10} "
-        out.write(head + " ".join(f"{n[:16]:>16}" for n in names) + "\n")
-        for i, first in enumerate(rows[0]):
-            cells = []
-            for j in range(len(names)):
-                r = rows[j][i]
-                cells.append(f"{(str(r['new_val']) if r['status'] == 'ok' else r['status'])[:16]:>16}")
-            out.write(f"{first['prog'][:24]:<24} {first['insn']:>5} {first['kind'][:18]:<18} "
-                      f"{first['type_name'][:20]:<20} {first['access'][:10]:<10} " + " ".join(cells) + "\n")
-        broken = [n for j, n in enumerate(names) if any(r["status"] == "error" for r in rows[j])]
-        out.write(f"loads on: {', '.join(n for n in names if n not in broken) or 'none'}"
-                  + (f"; fails on: {', '.join(broken)}" if broken else "") + "\n")
-    return 1 if any(r.errors for r in results) else 0
+        verdict = "loads"
+    counts = {s: sum(1 for r in records if r.get("status") == s)
+              for s in ("ok", "poison", "error", "skipped")}
+    return {"verdict": verdict, "refused": refused, **counts, "poisoned": poisoned, "errors": errors}
+
+
+def print_matrix(results: Sequence[tuple[str, Sequence[Mapping[str, Any]]]] | Any, *, as_json: bool,
+                 out: TextIO | None = None, refused: Mapping[str, str] | None = None) -> int:
+    """The fleet view: every relocation's verdict on every spec (one column a kernel), rows
+    where kernels disagree marked, then one verdict per kernel. ``results``: ``(spec name,
+    records as dicts)`` pairs (or ``CoreResult`` messages); ``refused``: kernels that cannot
+    take the object at all (byte order), by name, with the reason. Exit 1 when the object
+    fails on some kernel, else 0."""
+    out = out or sys.stdout
+    refused = dict(refused or {})
+    pairs: list[tuple[str, list[Mapping[str, Any]]]] = []
+    for item in results:
+        if isinstance(item, tuple):
+            pairs.append((item[0], _records_as_dicts(item[1])))
+        else:
+            pairs.append((item.spec, [record_from_message(m) for m in item.relocations]))
+    names = [n for n, _ in pairs]
+    rows = [recs for _, recs in pairs]
+    n_rows = len(rows[0]) if rows else 0
+    if any(len(r) != n_rows for r in rows):
+        raise ValueError("results of different lengths: not the same object")
+    differs = [len({_verdict_key(rows[j][i]) for j in range(len(names))}) > 1 for i in range(n_rows)]
+    summaries = {n: kernel_verdicts(rows[j]) for j, n in enumerate(names)}
+    for n, why in refused.items():
+        summaries[n] = kernel_verdicts([], refused=why)
+    order = names + [n for n in refused if n not in names]
+    if as_json:
+        for i in range(n_rows):
+            first = rows[0][i]
+            verdicts: dict[str, Any] = {
+                n: {k: rows[j][i].get(k) for k in ("status", "new_val", "mem_size", "error")}
+                for j, n in enumerate(names)
+            }
+            for n, why in refused.items():
+                verdicts[n] = {"status": "error", "new_val": None, "mem_size": None, "error": why}
+            out.write(json.dumps({k: first.get(k) for k in _ROW_KEYS}
+                                 | {"differs": differs[i], "verdicts": verdicts}) + "\n")
+        for n in order:
+            out.write(json.dumps({"spec": n, "summary": summaries[n]}) + "\n")
+    else:
+        _matrix_table(out, names, rows, differs)
+        out.write("verdict per kernel:\n")
+        w = max((len(n) for n in order), default=0)
+        for n in order:
+            sm = summaries[n]
+            if sm["refused"]:
+                out.write(f"  {n:<{w}}  fails: {sm['refused']}\n")
+            elif sm["verdict"] == "fails":
+                k = sm["error"]
+                out.write(f"  {n:<{w}}  fails: {k} relocation error{'s' if k != 1 else ''}"
+                          + (f", {sm['skipped']} skipped" if sm["skipped"] else "") + "\n")
+                for e in sm["errors"]:
+                    out.write(f"  {'':<{w}}    {_where(e)}: {e['error']}\n")
+            elif sm["verdict"] == "loads-with-poison":
+                k = sm["poison"]
+                out.write(f"  {n:<{w}}  loads with {k} poisoned relocation{'s' if k != 1 else ''} "
+                          "(the verifier rejects the program if one is reachable):\n")
+                for p_ in sm["poisoned"]:
+                    out.write(f"  {'':<{w}}    {_where(p_)}\n")
+            else:
+                out.write(f"  {n:<{w}}  loads cleanly\n")
+    return EXIT_NOT_FOUND if any(summaries[n]["verdict"] == "fails" for n in order) else EXIT_OK
+
+
+def _matrix_table(out: TextIO, names: list[str], rows: list[list[Mapping[str, Any]]],
+                  differs: list[bool]) -> None:
+    if not rows or not rows[0]:
+        out.write("no CO-RE relocations\n")
+        return
+    heads = ["", "PROG+INSN", "KIND", "TYPE", "ACCESS", *names]
+    table = []
+    for i, first in enumerate(rows[0]):
+        at = f"{first.get('prog') or first.get('sec')}+{first.get('insn')}"
+        table.append(["*" if differs[i] else "", at, str(first.get("kind")),
+                      str(first.get("type_name") or "<anon>"), str(first.get("access")),
+                      *(_cell(rows[j][i]) for j in range(len(names)))])
+    w = [max(len(heads[c]), *(len(row[c]) for row in table)) for c in range(len(heads))]
+    fixed = 5
+
+    def line(cells: list[str]) -> str:
+        left = "  ".join(f"{c:<{w[k]}}" for k, c in enumerate(cells[:fixed]))
+        right = "  ".join(f"{c:>{w[fixed + k]}}" for k, c in enumerate(cells[fixed:]))
+        return (left + "  " + right).rstrip() + "\n"
+
+    out.write(line(heads))
+    for row in table:
+        out.write(line(row))
+    nd = sum(differs)
+    out.write(f"{len(table)} relocations; {nd} marked * differ across kernels\n")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.target:
+        if getattr(args, "include_modules", False) or args.all_specs:
+            print("btfctl core: --include-modules and --all-specs ask the daemon; drop --target",
+                  file=sys.stderr)
+            return EXIT_USAGE
         return run_local(args.object, args.target, args.base, args.json)
     if args.base:
         print("btfctl core: --base needs --target", file=sys.stderr)
