@@ -17,7 +17,6 @@ This module does not import the BTF library until the fd path is used: a gRPC-on
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -65,6 +64,12 @@ def __getattr__(name: str) -> Any:
 
         return getattr(shared, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+async def _asleep(seconds: float) -> None:
+    import asyncio  # only asyncio users pay for importing it
+
+    await asyncio.sleep(seconds)
 
 
 class Retry:
@@ -240,7 +245,7 @@ class AsyncClient(_Base):
                 if d is None:
                     raise
                 self.retries += 1
-                await asyncio.sleep(d)
+                await _asleep(d)
 
     async def get_info(self) -> pb.GetInfoResponse:
         r: pb.GetInfoResponse = await self._call(self.stub.GetInfo, pb.GetInfoRequest())
@@ -275,7 +280,7 @@ class AsyncClient(_Base):
                 if d is None:
                     raise
                 self.retries += 1
-                await asyncio.sleep(d)
+                await _asleep(d)
 
     async def read_raw(self, offset: int, length: int, *, spec: str = "", chunk_size: int = 0) -> bytes:
         req = pb.ReadRawRequest(spec=spec, offset=offset, length=length, chunk_size=chunk_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import EXIT_OK, EXIT_USAGE
@@ -19,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
               "(or -o - to insist, or pipe it: | xxd)", file=sys.stderr)
         return EXIT_USAGE
     f = None
+    ok = False
     if not to_stdout:
         try:
             f = open(args.output, "wb")
@@ -40,7 +42,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
+        ok = True
     finally:
         if f is not None:
             f.close()
+            if not ok:  # no daemon, bad range: leave no empty file behind
+                try:
+                    os.unlink(args.output)
+                except OSError:
+                    pass
     return EXIT_OK
