@@ -45,32 +45,46 @@ def _size(spec: Spec, tid: int) -> int:
 
 
 def tree(spec: Spec, tid: int) -> str:
-    """Members with offsets, sizes and bit positions, holes and padding (like pahole)."""
+    """Members with offsets, sizes and bit positions, holes and padding, in pahole's terms:
+    bitfields at ``unit-offset:bit`` of their storage unit, byte holes between members, and
+    pahole's summary (size, cachelines, members; sum members, holes, sum holes; padding; last
+    cacheline). Differences from ``pahole -F btf``: anonymous members are not expanded
+    inline, bit holes are not reported, and type names are the short spellings above."""
     t = spec.resolve(tid)
     if not isinstance(t, (T.Struct, T.Union)):
         return f"{type_name(spec, tid)}: size {_size(spec, tid)}\n"
     kw = "union" if isinstance(t, T.Union) else "struct"
     out = [f"{kw} {t.name or '(anon)'} {{"]
     end = 0  # byte just past the previous member (structs)
-    holes = 0
+    holes = sum_holes = sum_members = 0
     for m in t.members:
         sz = _size(spec, m.type)
         off = m.bit_offset // 8
         if isinstance(t, T.Struct) and m.bitfield_size == 0 and off > end:
-            out.append(f"\n\t/* XXX {off - end} byte{'s' if off - end != 1 else ''} hole, try to pack */\n")
+            gap = off - end
+            out.append(f"\n\t/* XXX {gap} byte{'s' if gap != 1 else ''} hole, try to pack */\n")
             holes += 1
+            sum_holes += gap
         decl = f"\t{type_name(spec, m.type)} {m.name or '(anon)'}"
         if m.bitfield_size:
             decl += f":{m.bitfield_size}"
-            where = f"/* {off:5d}:{m.bit_offset % 8:2d} {sz:4d} */"
-            end = max(end, (m.bit_offset + m.bitfield_size + 7) // 8)
+            unit = sz or 1
+            unit_off = (m.bit_offset // (unit * 8)) * unit
+            where = f"/* {unit_off:5d}:{m.bit_offset - unit_off * 8:2d} {sz:4d} */"
+            end = max(end, unit_off + unit)
         else:
-            where = f"/* {off:5d} {sz:7d} */"
+            where = f"/* {off:5d} {sz:5d} */"
             end = max(end, off + sz)
+            sum_members += sz
         out.append(f"{decl + ';':<48} {where}")
     out.append("")
-    out.append(f"\t/* size: {t.size}, members: {len(t.members)}, holes: {holes} */")
+    lines = [f"size: {t.size}, cachelines: {(t.size + 63) // 64}, members: {len(t.members)}"]
+    if holes:
+        lines.append(f"sum members: {sum_members}, holes: {holes}, sum holes: {sum_holes}")
     if isinstance(t, T.Struct) and t.size > end:
-        out.append(f"\t/* padding: {t.size - end} */")
+        lines.append(f"padding: {t.size - end}")
+    if t.size % 64:
+        lines.append(f"last cacheline: {t.size % 64} bytes")
+    out += [f"\t/* {x} */" for x in lines]
     out.append("};")
     return "\n".join(out) + "\n"

@@ -52,7 +52,7 @@ def test_lookup_json_and_tree(daemon, local: Spec) -> None:
     assert t["name"] == "list_head" and t["size"] == 16 and [m["name"] for m in t["members"]] == ["next", "prev"]
     r = btfctl(daemon, "lookup", "list_head", "--kind", "struct", "--format", "tree")
     assert r.returncode == 0, r.stderr
-    assert "next;" in r.stdout and "/*     8       8 */" in r.stdout and "size: 16" in r.stdout
+    assert "next;" in r.stdout and "/*     8     8 */" in r.stdout and "size: 16" in r.stdout
 
 
 def test_lookup_tree_shows_holes(daemon, local: Spec) -> None:
