@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from . import types as T
-from .errors import BTFError, BTFFormatError
-from .kinds import Kind
+from .errors import BTFError, BTFFormatError, BTFUnsupportedError
+from .kinds import Kind, is_known_kind, kind_of
 from .spec import Spec
 
 __all__ = ["dump_c", "format_type_c", "CDumper", "HEADER", "FOOTER"]
@@ -99,34 +99,12 @@ class CDumper:
     def t(self, tid: int) -> T.Type:
         return self.spec.type(tid)
 
-    def align_of(self, tid: int, depth: int = 0) -> int:
-        """btf__align_of(), memoized for the dump (struct alignment is asked for again and
-        again while checking packing)."""
+    def align_of(self, tid: int) -> int:
+        """btf__align_of() (:meth:`Spec.align_of`, the one implementation), memoized for the
+        dump: struct alignment is asked for again and again while checking packing."""
         a = self._aligns.get(tid)
         if a is None:
-            if depth > _MAX_DEPTH:
-                raise BTFFormatError(f"alignment of [{tid}]: nesting too deep")
-            t = self.t(tid)
-            if isinstance(t, (T.Int, T.Enum, T.Float)):
-                a = min(self.ptr_sz, t.size) or 1
-            elif isinstance(t, T.Ptr):
-                a = self.ptr_sz
-            elif isinstance(t, (T.Typedef, T.Volatile, T.Const, T.Restrict, T.TypeTag, T.Array)):
-                a = self.align_of(t.type, depth + 1)
-            elif isinstance(t, (T.Struct, T.Union)):
-                a = 1
-                for m in t.members:
-                    ma = self.align_of(m.type, depth + 1)
-                    a = max(a, ma)
-                    if m.bitfield_size == 0 and m.bit_offset % (8 * ma):
-                        a = 1
-                        break
-                else:
-                    if t.size % a:
-                        a = 1
-            else:
-                raise BTFFormatError(f"type [{tid}] ({t.kind.name}) has no alignment")
-            self._aligns[tid] = a
+            a = self.spec.align_of(tid, memo=self._aligns)
         return a
 
     def size_of(self, tid: int) -> int:
@@ -146,12 +124,17 @@ class CDumper:
         """The wire record, with the referenced id checked (malformed input must end in a
         BTFError, never an index error)."""
         r = self.spec.raw(tid)
-        if r[2] >= self.n and (r[1] >> 24) & 0x7F in self._REF_KINDS:
+        if r[2] >= self.n and kind_of(r[1]) in self._REF_KINDS:
             raise BTFFormatError(f"type [{tid}] refers to type id {r[2]}, past the last id {self.n - 1}")
         return r
 
+    def _bad_kind(self, tid: int, k: int) -> BTFError:
+        if k >= len(Kind):  # stepped over thanks to a kind-layout section, but not C
+            return BTFUnsupportedError(f"type [{tid}] has kind {k}, which this code cannot format as C")
+        return BTFFormatError(f"type [{tid}] has invalid kind {k}")
+
     def kind(self, tid: int) -> int:
-        return 0 if tid == 0 else (self.raw(tid)[1] >> 24) & 0x7F
+        return 0 if tid == 0 else kind_of(self.raw(tid)[1])
 
     def _mark_referenced(self) -> None:
         """btf_dump_mark_referenced(): every type some other type points at."""
@@ -166,7 +149,7 @@ class CDumper:
         refs = self.spec.refs
         for sp in reversed(specs):
             for tid, _name_off, info, st in sp.iter_raw():
-                k = (info >> 24) & 0x7F
+                k = kind_of(info)
                 if k in simple:
                     if st < self.n:
                         ref[st] = 1
@@ -191,9 +174,8 @@ class CDumper:
         orig = self.spec.string(name_off)
         if self.name_resolved[tid]:
             return self.cached_names.get(tid, orig)
-        k = (info >> 24) & 0x7F
-        vlen = info & 0xFFFF
-        if k == Kind.FWD or (k == Kind.ENUM and vlen == 0):
+        k = kind_of(info)
+        if k == Kind.FWD or (k == Kind.ENUM and self.spec.vlen(tid) == 0):
             self.name_resolved[tid] = 1
             return orig
         dup = self._name_dups(names, orig)
@@ -233,7 +215,7 @@ class CDumper:
         if tid == 0:
             return 0
         name_off, info, size_type = self.raw(tid)
-        k = (info >> 24) & 0x7F
+        k = kind_of(info)
         if st[tid] == _ING:
             if k in (Kind.STRUCT, Kind.UNION) and through_ptr and name_off != 0:
                 return 0
@@ -281,7 +263,7 @@ class CDumper:
         if k in (Kind.FUNC, Kind.VAR, Kind.DATASEC, Kind.DECL_TAG):
             st[tid] = _DONE
             return 0
-        raise BTFFormatError(f"type [{tid}] of unexpected kind {k} while ordering")
+        raise self._bad_kind(tid, k)
 
     # ---------------------------------------------------------------- emitting
 
@@ -295,7 +277,7 @@ class CDumper:
             return
         top = cont_id == 0
         name_off, info, size_type = self.raw(tid)
-        k = (info >> 24) & 0x7F
+        k = kind_of(info)
         w = self.out.append
         if es[tid] == _ING:
             if self.fwd_emitted[tid]:
@@ -357,6 +339,8 @@ class CDumper:
         elif k == Kind.FUNC_PROTO:
             for r in self.spec.refs(tid):
                 self._emit(r, cont_id, d)
+        elif not is_known_kind(k):
+            raise self._bad_kind(tid, k)
 
     def _struct_fwd(self, tid: int, k: int) -> None:
         name = self.type_name(tid)
@@ -516,9 +500,9 @@ class CDumper:
             if tid == 0:
                 break
             _, info, st = self.raw(tid)
-            k = (info >> 24) & 0x7F
+            k = kind_of(info)
             if k in (Kind.PTR, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.FUNC_PROTO, Kind.TYPE_TAG):
-                tid = st if k != Kind.FUNC_PROTO else st
+                tid = st  # the pointee, modified type or return type
             elif k == Kind.ARRAY:
                 tid = spec.refs(tid)[0]
             else:
@@ -561,7 +545,7 @@ class CDumper:
                 last_was_ptr = False
                 continue
             name_off, info, _st = self.raw(tid)
-            k = (info >> 24) & 0x7F
+            k = kind_of(info)
             if k in (Kind.INT, Kind.FLOAT):
                 self._emit_mods(stack)
                 w(spec.string(name_off))
@@ -636,6 +620,8 @@ class CDumper:
                     self._type_decl(prm.type, prm.name, lvl)
                 w(")")
                 return
+            elif not is_known_kind(k):
+                raise self._bad_kind(tid, k)
             else:
                 return
             last_was_ptr = k == Kind.PTR
@@ -649,11 +635,17 @@ class CDumper:
 
 def dump_c(spec: Spec) -> Iterator[str]:
     """The whole spec (a split spec with its base) as bpftool 7.1's ``format c`` prints it,
-    in pieces (join them for the text)."""
+    in pieces (join them for the text).
+
+    Types of kinds this code does not know (blobs with a kind-layout section can carry them)
+    are left out; a type that refers to one cannot be written as C and fails the dump with
+    :class:`BTFUnsupportedError` naming it (a partial header would not compile either)."""
     with spec.dense():
         d = CDumper(spec)
         yield HEADER
         for tid in range(1, spec.next_id):
+            if not is_known_kind(d.kind(tid)):
+                continue  # a kind only a layout section describes: nothing to print for it
             try:
                 d.dump_type(tid)
             except RecursionError:  # a last resort: the depth guards should stop it first

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import types as T
+from .kinds import is_known_kind, kind_of
 from .spec import Spec
 
-__all__ = ["dump_raw", "format_type_raw", "type_to_dict"]
+__all__ = ["dump_raw", "format_type_raw", "format_unknown_raw", "type_to_dict"]
 
 _INT_ENC = {0: "(none)", T.INT_SIGNED: "SIGNED", T.INT_CHAR: "CHAR", T.INT_BOOL: "BOOL"}
-_LINKAGE = {0: "static", 1: "global", 2: "extern"}
 
 
 def _q(name: str) -> str:
@@ -49,13 +49,13 @@ def format_type_raw(spec: Spec, t: T.Type) -> str:
     if isinstance(t, T.Fwd):
         return f"{head} fwd_kind={'union' if t.is_union else 'struct'}\n"
     if isinstance(t, T.Func):
-        return f"{head} type_id={t.type} linkage={_LINKAGE.get(t.linkage, '(unknown)')}\n"
+        return f"{head} type_id={t.type} linkage={T.LINKAGE_NAMES.get(t.linkage, '(unknown)')}\n"
     if isinstance(t, T.FuncProto):
         lines = [f"{head} ret_type_id={t.return_type} vlen={len(t.params)}"]
         lines += [f"\t{_q(p.name)} type_id={p.type}" for p in t.params]
         return "\n".join(lines) + "\n"
     if isinstance(t, T.Var):
-        return f"{head} type_id={t.type}, linkage={_LINKAGE.get(t.linkage, '(unknown)')}\n"
+        return f"{head} type_id={t.type}, linkage={T.LINKAGE_NAMES.get(t.linkage, '(unknown)')}\n"
     if isinstance(t, T.Datasec):
         lines = [f"{head} size={t.size} vlen={len(t.vars)}"]
         for vs in t.vars:
@@ -70,13 +70,26 @@ def format_type_raw(spec: Spec, t: T.Type) -> str:
     return f"[{t.id}] UNKNOWN\n"
 
 
+def format_unknown_raw(spec: Spec, tid: int) -> str:
+    """The line for a type of a kind this code does not know (stepped over thanks to a
+    kind-layout section): bpftool's ``[N] UNKNOWN 'name'`` prefix, then the raw fields,
+    ``kind=K vlen=V size_or_type=X``. bpftool 7.1 cannot print such blobs at all."""
+    name_off, info, st = spec.raw(tid)
+    name = spec.string(name_off) if name_off else ""
+    return f"[{tid}] UNKNOWN {_q(name)} kind={kind_of(info)} vlen={spec.vlen(tid)} size_or_type={st}\n"
+
+
 def dump_raw(spec: Spec) -> Iterator[str]:
     """Every own type (a split spec's own types only, ids continuing its base's), as
-    ``bpftool btf dump file F [-B BASE]`` prints them."""
+    ``bpftool btf dump file F [-B BASE]`` prints them; a type of an unknown kind as
+    :func:`format_unknown_raw` prints it."""
     with spec.dense():
         batch: list[str] = []
-        for t in spec.types():
-            batch.append(format_type_raw(spec, t))
+        for tid, _name_off, info, _st in spec.iter_raw():
+            if is_known_kind(kind_of(info)):
+                batch.append(format_type_raw(spec, spec.type(tid)))
+            else:
+                batch.append(format_unknown_raw(spec, tid))
             if len(batch) >= 512:
                 yield "".join(batch)
                 batch.clear()
@@ -105,12 +118,12 @@ def type_to_dict(spec: Spec, t: T.Type) -> dict[str, Any]:
     elif isinstance(t, T.Fwd):
         d["fwd_kind"] = "union" if t.is_union else "struct"
     elif isinstance(t, T.Func):
-        d.update(type_id=t.type, linkage=_LINKAGE.get(t.linkage, "(unknown)"))
+        d.update(type_id=t.type, linkage=T.LINKAGE_NAMES.get(t.linkage, "(unknown)"))
     elif isinstance(t, T.FuncProto):
         d.update(ret_type_id=t.return_type, vlen=len(t.params),
                  params=[{"name": p.name or "(anon)", "type_id": p.type} for p in t.params])
     elif isinstance(t, T.Var):
-        d.update(type_id=t.type, linkage=_LINKAGE.get(t.linkage, "(unknown)"))
+        d.update(type_id=t.type, linkage=T.LINKAGE_NAMES.get(t.linkage, "(unknown)"))
     elif isinstance(t, T.Datasec):
         d.update(size=t.size, vlen=len(t.vars),
                  vars=[{"type_id": v.type, "offset": v.offset, "size": v.size} for v in t.vars])

@@ -35,6 +35,8 @@ class Header:
     strs_end: int
     layout: LayoutTable | None
     start: int  # absolute offset of the header itself
+    layout_start: int = 0  # absolute byte range of the layout section (0, 0 when absent)
+    layout_end: int = 0
 
     @property
     def struct_prefix(self) -> str:
@@ -43,7 +45,7 @@ class Header:
     @property
     def end(self) -> int:
         """Absolute offset just past the last section."""
-        return max(self.types_end, self.strs_end)
+        return max(self.types_end, self.strs_end, self.layout_end)
 
 
 def _builtin_layout() -> LayoutTable:
@@ -57,8 +59,12 @@ def parse_header(data: bytes, start: int = 0, length: int | None = None) -> Head
     """Validate the header of the BTF blob at ``data[start:start+length]``.
 
     Checks in libbpf's order: magic (a byte-swapped magic means the other byte order),
-    version, ``hdr_len``, sections inside the data, types before/not overlapping strings,
-    4-byte alignment of the type section, a NUL-terminated string section starting with "".
+    version, ``hdr_len``, sections inside the data, the string section after the end of the
+    type section (libbpf's btf_parse_hdr: ``type_off + type_len <= str_off``), 4-byte
+    alignment of the type section, a NUL-terminated string section. A kind-layout section
+    (kernels >= 7.1 write it between types and strings) must be 4-byte aligned, in bounds
+    and overlap neither other section. That a base blob's strings are not empty and start
+    with "" is checked by :class:`~btfd.btf.Spec`, which knows whether there is a base.
     """
     size = (len(data) - start) if length is None else length
     if size < BASE_HDR_LEN:
@@ -80,6 +86,7 @@ def parse_header(data: bytes, start: int = 0, length: int | None = None) -> Head
     if hdr_len > size:
         raise BTFFormatError(f"BTF hdr_len {hdr_len} runs past the data ({size} bytes)", offset=start + 4)
     layout: LayoutTable | None = None
+    layout_off = layout_len = 0
     if hdr_len > BASE_HDR_LEN:
         known = min(hdr_len, LAYOUT_HDR_LEN)
         extra = bytes(data[start + known : start + hdr_len])
@@ -89,8 +96,6 @@ def parse_header(data: bytes, start: int = 0, length: int | None = None) -> Head
             )
         if hdr_len >= LAYOUT_HDR_LEN:
             layout_off, layout_len = struct.unpack_from(order + "II", data, start + BASE_HDR_LEN)
-            if layout_len:
-                layout = _parse_layout(data, start, hdr_len, size, order, layout_off, layout_len)
     body = size - hdr_len
     if type_off > body or type_len > body - type_off:
         raise BTFFormatError(
@@ -104,8 +109,23 @@ def parse_header(data: bytes, start: int = 0, length: int | None = None) -> Head
         raise BTFFormatError(f"type section offset {type_off} is not 4-byte aligned", offset=start + 8)
     if type_len % 4:
         raise BTFFormatError(f"type section length {type_len} is not a multiple of 4", offset=start + 12)
-    if type_off + type_len > str_off and str_off + str_len > type_off and type_len and str_len:
-        raise BTFFormatError("type and string sections overlap", offset=start + 8)
+    if type_off + type_len > str_off:
+        raise BTFFormatError(
+            f"invalid section layout: type data at {type_off} + {type_len}, string data at "
+            f"{str_off} + {str_len} (strings must follow the types; sections overlap or are swapped)",
+            offset=start + 8,
+        )
+    if layout_len:
+        lay_end = layout_off + layout_len
+        for name, off, ln in (("type", type_off, type_len), ("string", str_off, str_len)):
+            if ln and off < lay_end and layout_off < off + ln:
+                raise BTFFormatError(
+                    f"layout section [{layout_off}, +{layout_len}) overlaps the {name} section "
+                    f"[{off}, +{ln})",
+                    offset=start + 24,
+                )
+    if layout_len:
+        layout = _parse_layout(data, start, hdr_len, size, order, layout_off, layout_len)
     base = start + hdr_len
     strs_start, strs_end = base + str_off, base + str_off + str_len
     if str_len and data[strs_end - 1] != 0:
@@ -121,6 +141,8 @@ def parse_header(data: bytes, start: int = 0, length: int | None = None) -> Head
         strs_end=strs_end,
         layout=layout,
         start=start,
+        layout_start=base + layout_off if layout is not None else 0,
+        layout_end=base + layout_off + layout_len if layout is not None else 0,
     )
 
 

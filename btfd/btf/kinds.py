@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["Kind", "INFO_SIZE", "ELEM_SIZE", "KIND_NAMES", "kind_from_name"]
+__all__ = ["Kind", "INFO_SIZE", "ELEM_SIZE", "KIND_NAMES", "kind_from_name", "kind_of", "is_known_kind"]
 
 
 class Kind(IntEnum):
@@ -61,3 +61,15 @@ def kind_from_name(name: str) -> Kind:
             f"unknown BTF kind {name!r}; expected one of "
             + ", ".join(k.name.lower() for k in Kind if k)
         ) from None
+
+
+def kind_of(info: int) -> int:
+    """The kind number in a ``btf_type.info`` word (bits 24-30; values past
+    :class:`Kind`'s are kinds this code does not know). The vlen is ``info & spec.vlen_mask``:
+    16 bits, or 24 in blobs with a kind-layout section."""
+    return (info >> 24) & 0x7F
+
+
+def is_known_kind(k: int) -> bool:
+    """A kind this library decodes (UNKN, 0, never appears in a type section)."""
+    return 0 < k < len(Kind)

@@ -116,15 +116,13 @@ def encode_btf(
         out += rec(0, (kind << 24) | vlen, st) + payload
     hdr_len = 32 if kind_layout else 24
     type_len, str_len = len(out), len(strs.buf)
-    hdr = struct.pack(o + "HBBIIIII", BTF_MAGIC, 1, 0, hdr_len, 0, type_len, type_len, str_len)
-    tail = bytes(strs.buf)
+    # Upstream order (libbpf's writer, kernels >= 7.1): header, types, layout, strings.
+    lay = b"".join(struct.pack(o + "BBH", i, e, 0) for i, e in layout) if kind_layout else b""
+    str_off = type_len + len(lay)
+    hdr = struct.pack(o + "HBBIIIII", BTF_MAGIC, 1, 0, hdr_len, 0, type_len, str_off, str_len)
     if kind_layout:
-        pad = (-(type_len + str_len)) % 4
-        layout_off = type_len + str_len + pad
-        lay = b"".join(struct.pack(o + "BBH", i, e, 0) for i, e in layout)
-        hdr += struct.pack(o + "II", layout_off, len(lay))
-        tail += b"\0" * pad + lay
-    return hdr + bytes(out) + tail
+        hdr += struct.pack(o + "II", type_len, len(lay))
+    return hdr + bytes(out) + lay + bytes(strs.buf)
 
 
 def remap(t: T.Type, new_id: int, m: dict[int, int]) -> T.Type:

@@ -11,7 +11,7 @@ from ..v1 import btfd_pb2 as pb
 
 __all__ = ["type_to_pb", "referenced_ids", "LINKAGE"]
 
-LINKAGE = {0: "static", 1: "global", 2: "extern"}
+LINKAGE = T.LINKAGE_NAMES  # the one table lives in btfd.btf.types
 
 
 def type_to_pb(spec: Spec, t: T.Type, spec_name: str, c_decl: Callable[[Spec, int], str] | None) -> pb.Type:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -47,7 +48,7 @@ SMALL = blob("synthetic-layout")
     (dict(str_len=1 << 20), "string section"),
     (dict(type_off=2), "not 4-byte aligned"),
     (dict(type_len=6), "multiple of 4"),
-    (dict(str_off=0), "overlap"),
+    (dict(str_off=0), "strings must follow the types"),
 ])
 def test_header_checks(change: dict[str, int], message: str) -> None:
     with pytest.raises(BTFFormatError, match=message):
@@ -95,8 +96,9 @@ def test_kind_layout_header_steps_over_unknown_kinds() -> None:
     with pytest.raises(BTFUnsupportedError):
         spec.type(spec.next_id - 1)
     # Without the layout section the same records are an error at open.
-    _, _, _, _, _, type_len, _, str_len = HDR.unpack_from(data)
-    plain = HDR.pack(0xEB9F, 1, 0, 24, 0, type_len, type_len, str_len) + data[32 : 32 + type_len + str_len]
+    _, _, _, _, _, type_len, str_off, str_len = HDR.unpack_from(data)
+    plain = (HDR.pack(0xEB9F, 1, 0, 24, 0, type_len, type_len, str_len) + data[32 : 32 + type_len]
+             + data[32 + str_off : 32 + str_off + str_len])
     with pytest.raises(BTFUnsupportedError, match="unknown kind 25"):
         Spec(plain)
 
@@ -142,63 +144,106 @@ def test_bad_references_and_ids() -> None:
 
 # ------------------------------------------------------------------ property test
 
-CORPUS = [blob(n) for n in ("synthetic-layout", "synthetic-funcs", "synthetic-tags", "synthetic-enums",
-                            "synthetic-bpf_prog", "veth-6.1.0-56-amd64")]
+def _seeds() -> list[tuple[str, bytes, bytes | None]]:
+    """(label, blob, base blob or None): real corpus blobs and the newer or rarer layouts
+    made from them -- big-endian, split over a base, kind-layout, name-sorted."""
+    plain = [(n, blob(n), None) for n in ("synthetic-layout", "synthetic-funcs", "synthetic-tags",
+                                          "synthetic-enums", "synthetic-bpf_prog")]
+    layout = Spec(blob("synthetic-layout"))
+    funcs = list(Spec(blob("synthetic-funcs")).types())
+    n = layout.next_id
+    split_types: list[T.Type] = [
+        T.Ptr(n, "", 1), T.Typedef(n + 1, "split_t", n), T.Const(n + 2, "", n + 1),
+        T.Struct(n + 3, "split_s", 16, (T.Member("a", n, 0, 0), T.Member("b", 1, 64, 3),
+                                        T.Member("c", n + 2, 96, 0))),
+        T.FuncProto(n + 4, "", n + 3, (T.Param("x", n + 1),)), T.Func(n + 5, "split_fn", n + 4, 1),
+    ]
+    unknown = (25, 2, 7, struct.pack("<II", 1, 2) * 2)
+    return plain + [
+        ("big-endian", encode_btf(funcs, byte_order="big"), None),
+        ("split", encode_btf(split_types, base=layout), blob("synthetic-layout")),
+        ("kind-layout", encode_btf(list(layout.types()), kind_layout=True, extra_kinds=[unknown]), None),
+        ("name-sorted", sort_by_name(Spec(blob("synthetic-funcs")))[0], None),
+    ]
 
 
-def _exercise(data: bytes) -> None:
+SEEDS = _seeds()
+
+
+def _ignore(op: Callable[[], object]) -> None:
+    try:
+        op()
+    except BTFError:
+        pass
+
+
+def _exercise(data: bytes, base_data: bytes | None = None) -> None:
     """Open and use a blob the way the daemon would; only BTFError may come out."""
     try:
-        spec = Spec(data)
+        base = Spec(base_data) if base_data is not None else None
+        spec = Spec(data, base=base)
     except BTFError:
         return
     for t in spec.ids():
-        for op in (spec.type, spec.skip_mods, spec.size_of, spec.align_of, spec.refs):
-            try:
-                op(t)
-            except BTFError:
-                pass
-    for name in ("int", "ops", "tagged", "x"):
-        try:
-            spec.find_ids(name)
-        except BTFError:
-            pass
+        for op in (spec.type, spec.resolve, spec.skip_mods, spec.size_of, spec.align_of, spec.refs):
+            _ignore(lambda op=op, t=t: op(t))  # type: ignore[misc]
+        _ignore(lambda t=t: format_type_c(spec, t))  # type: ignore[misc]
+    for name in ("int", "ops", "tagged", "x", "split_s", "split_t___v2"):
+        _ignore(lambda name=name: spec.find_ids(name))  # type: ignore[misc]
+        _ignore(lambda name=name: spec.find_essential(name, {Kind.STRUCT, Kind.TYPEDEF}))  # type: ignore[misc]
     for dump in (dump_raw, dump_c):
-        try:
-            "".join(dump(spec))
-        except BTFError:
-            pass
+        _ignore(lambda dump=dump: "".join(dump(spec)))  # type: ignore[misc]
 
 
 @st.composite
-def mutated(draw: st.DrawFn) -> bytes:
-    data = bytearray(draw(st.sampled_from(CORPUS)))
-    hdr_len = struct.unpack_from("<I", data, 4)[0]
+def mutated(draw: st.DrawFn) -> tuple[bytes, bytes | None]:
+    _label, seed, base = draw(st.sampled_from(SEEDS))
+    data = bytearray(seed)
+    u32 = "<I" if data[:2] == b"\x9f\xeb" else ">I"  # the blob's own byte order
+    hdr_len = struct.unpack_from(u32, data, 4)[0]
     for _ in range(draw(st.integers(1, 6))):
-        how = draw(st.sampled_from(["flip", "u32", "truncate", "vlen", "ref", "name"]))
+        how = draw(st.sampled_from(["flip", "u32", "truncate", "vlen", "ref", "name", "header"]))
         if how == "truncate":
             data = data[: draw(st.integers(0, len(data)))]
             continue
         if len(data) < hdr_len + 16:
             break
+        if how == "header":  # any header field, to a boundary-ish value
+            pos = draw(st.integers(0, hdr_len - 4)) & ~3
+            val = draw(st.sampled_from([0, 1, 2, 4, 24, 32, hdr_len, len(data), len(data) - hdr_len,
+                                        len(data) - hdr_len - 4, 1 << 31, 2**32 - 1])
+                       | st.integers(0, 2**32 - 1))
+            if pos == 0:  # magic, version, flags: one byte at a time
+                data[draw(st.integers(0, 3))] = val & 0xFF
+            else:
+                struct.pack_into(u32, data, pos, val)
+            continue
         pos = draw(st.integers(hdr_len, len(data) - 4)) & ~3
         if how == "flip":
             data[pos] ^= 1 << draw(st.integers(0, 7))
         elif how == "u32":
-            struct.pack_into("<I", data, pos, draw(st.integers(0, 2**32 - 1)))
+            struct.pack_into(u32, data, pos, draw(st.integers(0, 2**32 - 1)))
         elif how == "vlen":
-            struct.pack_into("<I", data, pos, (draw(st.integers(1, 19)) << 24) | draw(st.integers(0, 0xFFFF)))
+            struct.pack_into(u32, data, pos, (draw(st.integers(1, 26)) << 24) | draw(st.integers(0, 0xFFFF)))
         elif how == "ref":
-            struct.pack_into("<I", data, pos, draw(st.integers(0, 200)))
+            struct.pack_into(u32, data, pos, draw(st.integers(0, 200)))
         elif how == "name":
-            struct.pack_into("<I", data, pos, draw(st.integers(0, 5000)))
-    return bytes(data)
+            struct.pack_into(u32, data, pos, draw(st.integers(0, 5000)))
+    return bytes(data), base
 
 
-@settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+def test_seeds_are_valid() -> None:
+    """The unmutated seeds open and dump (else the property test would test little)."""
+    for label, data, base in SEEDS:
+        spec = Spec(data, base=Spec(base) if base is not None else None)
+        assert "".join(dump_raw(spec)) and "".join(dump_c(spec)), label
+    assert Spec(SEEDS[-4][1]).byte_order == "big"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(mutated())
-def test_mutated_blobs_fail_cleanly(data: bytes) -> None:
-    _exercise(data)
+def test_mutated_blobs_fail_cleanly(case: tuple[bytes, bytes | None]) -> None:
+    _exercise(*case)
 
 
 @settings(max_examples=200, deadline=2000, derandomize=True)
