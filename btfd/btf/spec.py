@@ -653,16 +653,31 @@ class Spec:
             if nm.startswith(ess) and (nm == ess and b"___" not in nm or _essential(nm) == ess):
                 yield o, nm, info
 
-    def _sorted_lower_bound(self, key: bytes, lo_id: int) -> tuple[int, int]:
-        """(id, offset) of the first named type whose name is >= ``key`` in a name-sorted
-        blob whose named types start at ``lo_id``: a binary search over the checkpointed
-        records (one record read a step), then a walk of at most one checkpoint block."""
-        data, rec, strs, ck, ts = self._data, self._rec, self._str_bytes, self._ckpt, self._ts
+    def _name_reader(self) -> Any:
+        """A function: record offset -> its name's bytes (own strings read inline)."""
+        data, rec, strs = self._data, self._rec, self._str_bytes
+        find, sbase, ss, se = data.find, self._str_base, self._ss, self._se
+
+        def name_at(o: int) -> bytes:
+            off: int = rec(data, o)[0]
+            if off >= sbase and (a := ss + off - sbase) < se:
+                e = find(b"\0", a, se)
+                if e >= 0:
+                    return bytes(data[a:e])
+            return strs(off)
+
+        return name_at
+
+    def _sorted_lower_bound(self, key: bytes, lo_id: int, name_at: Any) -> tuple[int, int]:
+        """(id, offset) of the first named type at or after ``lo_id`` whose name is >= ``key``
+        in a name-sorted blob (named types from ``lo_id`` on): a binary search over the
+        checkpointed records (one record read a step), then a walk inside one block."""
+        ck, ts = self._ckpt, self._ts
         first_c = (lo_id - self.start_id + CHECKPOINT - 1) >> _CK_SHIFT
         lo, hi = first_c, len(ck)
         while lo < hi:
             mid = (lo + hi) >> 1
-            if strs(rec(data, ts + 4 * ck[mid])[0]) < key:
+            if name_at(ts + 4 * ck[mid]) < key:
                 lo = mid + 1
             else:
                 hi = mid
@@ -672,26 +687,32 @@ class Spec:
         else:
             tid = lo_id
             o = self._offset(lo_id)
-        while tid < self.next_id and strs(rec(data, o)[0]) < key:
-            o = self._step(o)
+        step, end = self._step, self.next_id
+        while tid < end and name_at(o) < key:
+            o = step(o)
             tid += 1
         return tid, o
 
     def _sorted_named(self, ess: bytes, lo_id: int) -> Iterator[tuple[int, bytes, int]]:
-        # Exact essential name first, then flavors "ess___x" (a contiguous prefix range).
-        for key, flavored in ((ess, False), (ess + b"___", True)):
-            tid, o = self._sorted_lower_bound(key, lo_id)
-            while tid < self.next_id:
-                name_off, info, _ = self._rec(self._data, o)
-                nm = self._str_bytes(name_off)
-                if not flavored and nm != ess:
-                    break
-                if flavored and not nm.startswith(key):
-                    break
-                if _essential(nm) == ess:
-                    yield o, nm, info
-                o = self._step(o)
-                tid += 1
+        """Types named ``ess`` exactly, then its flavors ``ess___x``: all names starting with
+        ``ess`` form one contiguous run starting at the first name >= ``ess``."""
+        name_at, u32, data, step, end = self._name_reader(), self._u32, self._data, self._step, self.next_id
+        tid, o = self._sorted_lower_bound(ess, lo_id, name_at)
+        while tid < end and (nm := name_at(o)) == ess:
+            if _essential(nm) == ess:
+                yield o, nm, u32(data, o + 4)[0]
+            o = step(o)
+            tid += 1
+        if tid >= end or not name_at(o).startswith(ess):
+            return  # no name has the prefix: no flavors (the common miss ends here)
+        key = ess + b"___"
+        if name_at(o) < key:
+            tid, o = self._sorted_lower_bound(key, tid, name_at)
+        while tid < end and (nm := name_at(o)).startswith(key):
+            if _essential(nm) == ess:
+                yield o, nm, u32(data, o + 4)[0]
+            o = step(o)
+            tid += 1
 
     def find_ids(self, name: str, kind: Kind | None = None) -> list[int]:
         """Ids of every type named exactly ``name`` (optionally of one kind), base first,
