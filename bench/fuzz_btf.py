@@ -6,7 +6,9 @@ types that can all be decoded and formatted. CI runs the bounded hypothesis vers
 
     .venv/bin/python bench/fuzz_btf.py -max_total_time=300 [-runs=N]
 
-Seeds: the synthetic corpus blobs and the CO-RE corpus objects.
+Seeds: the synthetic corpus blobs, earlier findings (tests/data/btf/fuzz) and the CO-RE
+corpus objects. Operations: those of the daemon (decode, resolve, size, alignment, one
+type's C, lookups by name and essential name, whole raw and C dumps).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 with atheris.instrument_imports():
-    from btfd.btf import BTFError, Spec
-    from btfd.btf.format_c import dump_c
+    from btfd.btf import BTFError, Kind, Spec
+    from btfd.btf.format_c import dump_c, format_type_c
     from btfd.btf.format_raw import dump_raw
     from btfd.core import parse_object, resolve_object
 
@@ -42,11 +44,21 @@ def one(data: bytes) -> None:
     except BTFError:
         return
     for t in spec.ids():
-        for op in (spec.type, spec.size_of, spec.align_of, spec.skip_mods):
+        for op in (spec.type, spec.resolve, spec.size_of, spec.align_of, spec.skip_mods):
             try:
                 op(t)
             except BTFError:
                 pass
+        try:
+            format_type_c(spec, t)
+        except BTFError:
+            pass
+    for name in ("int", "ops", "x"):
+        try:
+            spec.find_ids(name)
+            spec.find_essential(name + "___v2", {Kind.STRUCT, Kind.TYPEDEF})
+        except BTFError:
+            pass
     for dump in (dump_raw, dump_c):
         try:
             "".join(dump(spec))
@@ -57,7 +69,7 @@ def one(data: bytes) -> None:
 def main() -> None:
     seeds = ROOT / "build" / "fuzz-seeds"
     seeds.mkdir(parents=True, exist_ok=True)
-    for f in (ROOT / "tests/data/btf").glob("synthetic-*.btf.xz"):
+    for f in [*(ROOT / "tests/data/btf").glob("synthetic-*.btf.xz"), *(ROOT / "tests/data/btf/fuzz").glob("*.btf.xz")]:
         (seeds / f.stem).write_bytes(lzma.decompress(f.read_bytes()))
     for f in (ROOT / "tests/data/core/objs").glob("*.o"):
         (seeds / f.name).write_bytes(f.read_bytes())
