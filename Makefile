@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SOCKET ?= $(CURDIR)/run/btfd.sock
-APT_PACKAGES := bpftool clang llvm libbpf-dev systemd xz-utils
+APT_PACKAGES := bpftool clang llvm libbpf-dev pahole systemd xz-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint typecheck proto proto-check sysdeps venv bench clean
@@ -19,13 +19,14 @@ $(STAMP): pyproject.toml $(wildcard clients/python/pyproject.toml)
 
 venv: $(STAMP)
 
-# Debian packages the tests compare against (bpftool, clang, libbpf) -- installed only when missing.
+# Debian packages the tests compare against (bpftool, clang, libbpf, pahole) -- installed only when missing.
 sysdeps:
 	@missing=""; \
 	command -v bpftool >/dev/null 2>&1 || missing="$$missing bpftool"; \
 	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
 	command -v llvm-objcopy >/dev/null 2>&1 || missing="$$missing llvm"; \
 	[ -f /usr/include/bpf/btf.h ] || missing="$$missing libbpf-dev"; \
+	command -v pahole >/dev/null 2>&1 || missing="$$missing pahole"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	command -v xz >/dev/null 2>&1 || missing="$$missing xz-utils"; \
 	if [ -n "$$missing" ]; then \
