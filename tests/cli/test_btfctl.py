@@ -154,7 +154,12 @@ def test_core_and_min_btf_through_the_daemon(daemon, tmp_path: Path) -> None:
     # The fleet matrix: every served spec, one column each.
     m = btfctl(daemon, "core", obj, "--all-specs")
     assert "vmlinux" in m.stdout.splitlines()[0] and "fleet-6.1" in m.stdout.splitlines()[0]
-    assert "loads on:" in m.stdout
+    verdicts = m.stdout.split("verdict per kernel:\n", 1)[1]
+    statuses = {x["status"] for x in ll}
+    want = ("fails" if "error" in statuses else "loads with" if "poison" in statuses else "loads cleanly")
+    line = next(x for x in verdicts.splitlines() if x.split()[0] == "fleet-6.1")
+    assert want in line, verdicts
+    assert any(x.split()[0] == "vmlinux" for x in verdicts.splitlines())
     out = tmp_path / "min.btf"
     r = btfctl(daemon, "min-btf", obj, "--spec", "fleet-6.1", "-o", str(out))
     assert r.returncode == 0 and Spec(out.read_bytes()).count > 0
