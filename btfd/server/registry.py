@@ -98,22 +98,37 @@ class Registry:
 
     def ensure(self, name: str) -> SpecEntry:
         """The entry for ``name``, opened if it was lazy. NOT_FOUND for unknown names."""
+        e = self._lookup(name)
+        self._load(e)
+        return e
+
+    def _lookup(self, name: str) -> SpecEntry:
         e = self._entries.get(name or "vmlinux")
         if e is None:
             raise BTFNotFoundError(f"no spec named {quote(name)}; served: {', '.join(self.names())}")
+        return e
+
+    def _load(self, e: SpecEntry) -> None:
         if e.spec is None:
             with e.lock:
-                if e.spec is None and not e.retired:
+                if e.spec is None:
+                    if e.retired:
+                        raise BTFNotFoundError(f"spec {e.name} was dropped (module unloaded)")
                     self._open(e, self.vmlinux.spec)
-        return e
 
     def acquire(self, name: str) -> SpecEntry:
         """:meth:`ensure`, and hold the entry: its resources stay until :meth:`release`, even
-        if a rescan drops it meanwhile."""
+        if a rescan drops it meanwhile. A lazy entry is opened outside the registry lock, so
+        a rescan never waits for a module being parsed."""
         with self._lock:
-            e = self.ensure(name)
+            e = self._lookup(name)
             e.users += 1
-            return e
+        try:
+            self._load(e)
+        except BaseException:
+            self.release(e)
+            raise
+        return e
 
     def release(self, e: SpecEntry) -> None:
         with self._lock:
