@@ -229,7 +229,9 @@ def open_btf(path: str, *, mapper: Mapper | None = None, kernel: bool | None = N
     files (under /sys, or ``kernel=True``) are mapped when the kernel allows it (``mapper``:
     see :func:`open_kernel_btf`). A btfhub ``.btf.tar.xz`` is streamed into a sealed memfd;
     regular files are copied once into one, from an ELF file its ``.BTF`` section only."""
-    if kernel if kernel is not None else os.path.realpath(path).startswith("/sys/"):
+    if kernel is None:
+        kernel = os.path.realpath(path).startswith("/sys/")
+    if kernel:
         return open_kernel_btf(path, mapper=mapper)
     if path.endswith(".tar.xz"):
         return _open_btfhub_archive(path)
