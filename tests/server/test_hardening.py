@@ -415,10 +415,15 @@ def test_socket_activation_refuses_a_socket_that_is_not_listening(tmp_path: Path
     dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     dgram.bind(str(tmp_path / "dgram"))
     proc, log = _activated(tmp_path, dgram)
-    assert proc.wait(60) == 1
+    try:
+        assert proc.wait(60) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        dgram.close()
     text = log.read_text()
     assert "not a Unix stream socket" in text and "Traceback" not in text
-    dgram.close()
 
 
 # ------------------------------------------------------------------ 13. options, signals, groups
@@ -444,11 +449,16 @@ def test_sigterm_before_ready_exits_cleanly(tmp_path: Path) -> None:
     d = BtfdProcess(tmp_path / "d", *args, "--metrics-address", "off", wait=False)
     d._log = open(d.log_path, "ab")
     d.proc = subprocess.Popen(d.args, stdout=d._log, stderr=subprocess.STDOUT, env=d.env)
-    _eventually(lambda: "btfd starting" in d.log(), "start-up began")
-    d.signal(signal.SIGTERM)
-    assert d.proc.wait(60) == 0, d.log()
+    try:
+        _eventually(lambda: "btfd starting" in d.log(), "start-up began")
+        d.signal(signal.SIGTERM)
+        assert d.proc.wait(60) == 0, d.log()
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+        d._log.close()
     assert "Traceback" not in d.log() and "SIGTERM" in d.log()
-    d._log.close()
 
 
 def test_fd_line_over_the_limit_with_its_newline(kernel_daemon) -> None:
