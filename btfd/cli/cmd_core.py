@@ -148,47 +148,29 @@ def run_local(obj_path: str, target: str, base: str | None, as_json: bool) -> in
         return EXIT_USAGE
 
 
-def _object_byte_order(obj: bytes) -> str | None:
-    """"little"/"big" from the ELF header (EI_DATA), None when it is not ELF (the daemon then
-    says what is wrong)."""
-    if len(obj) > 5 and obj[:4] == b"\x7fELF" and obj[5] in (1, 2):
-        return "little" if obj[5] == 1 else "big"
-    return None
-
-
 def run_remote(args: argparse.Namespace) -> int:
     """Ask the daemon (ResolveCore) against ``--spec``, or every served spec with --all-specs.
 
-    With --all-specs, kernels whose byte order is not the object's are not sent (the daemon
-    would refuse the whole request): they are reported as failing, with the reason."""
+    With --all-specs, a kernel that cannot take the object at all (its byte order is not the
+    object's) comes back ``refused`` and is reported as failing, with the reason."""
     from ._local import read_file
     from ._rpc import client, guard
 
     obj = guard(args, lambda: read_file(args.object))
     mods = bool(getattr(args, "include_modules", False))
     c = client(args)
-    refused: dict[str, str] = {}
     try:
         specs = [args.spec]
         if args.all_specs:
-            infos = [s for s in guard(args, c.get_info).specs if not s.name.startswith("module/")]
-            order = _object_byte_order(obj)
-            specs = []
-            for s in infos:
-                bo = getattr(s, "byte_order", "") or ""
-                if order and bo and bo != order:
-                    refused[s.name] = (f"object is {order}-endian, kernel {s.name} is {bo}-endian: "
-                                       "libbpf cannot load it there")
-                else:
-                    specs.append(s.name)
-        resp = guard(args, lambda: c.resolve_core(obj, specs=specs, include_modules=mods)) if specs else None
+            specs = [s.name for s in guard(args, c.get_info).specs if not s.name.startswith("module/")]
+        resp = guard(args, lambda: c.resolve_core(obj, specs=specs, include_modules=mods))
     finally:
         c.close()
     if not args.all_specs:
-        assert resp is not None
         return print_records([record_from_message(m) for m in resp.results[0].relocations], as_json=args.json)
-    got = resp.results if resp is not None else []
-    results = [(r.spec, [record_from_message(m) for m in r.relocations]) for r in got]
+    refused = {r.spec: r.refused for r in resp.results if r.refused}
+    results = [(r.spec, [record_from_message(m) for m in r.relocations])
+               for r in resp.results if not r.refused]
     return print_matrix(results, as_json=args.json, refused=refused)
 
 

@@ -398,7 +398,7 @@ class BtfService(pb_grpc.BtfServicer):
 
     @unary("ResolveCore")
     async def ResolveCore(self, request: pb.ResolveCoreRequest, context: Any) -> pb.ResolveCoreResponse:
-        from ..core import RecordInput, parse_object, resolve_object, resolve_records
+        from ..core import ByteOrderError, RecordInput, parse_object, resolve_object, resolve_records
 
         names = list(request.specs) or [request.spec or "vmlinux"]
         which = request.WhichOneof("input")
@@ -411,14 +411,24 @@ class BtfService(pb_grpc.BtfServicer):
                 out = pb.ResolveCoreResponse()
                 if which == "object":
                     obj = parse_object(request.object)
-                    results = [(n, resolve_object(obj, t, want_patched=request.want_patched))
-                               for n, t in zip(names, targets, strict=True)]
+
+                    def one(t: Any) -> Any:
+                        return resolve_object(obj, t, want_patched=request.want_patched)
                 else:
                     recs = [RecordInput(r.sec, r.insn_off, r.type_id, r.access, r.kind)
                             for r in request.records.records]
-                    results = [(n, resolve_records(request.records.local_btf, recs, t))
-                               for n, t in zip(names, targets, strict=True)]
-                for n, res in results:
+
+                    def one(t: Any) -> Any:
+                        return resolve_records(request.records.local_btf, recs, t)
+                for n, t in zip(names, targets, strict=True):
+                    try:
+                        res = one(t)
+                    except ByteOrderError as exc:
+                        if len(names) == 1:
+                            raise
+                        # A fleet's view: this kernel cannot take the object, the others can.
+                        out.results.append(pb.CoreResult(spec=n, refused=str(exc)))
+                        continue
                     cr = pb.CoreResult(spec=n, errors=res.errors)
                     for r in res.records:
                         cr.relocations.append(core_record_to_pb(r))

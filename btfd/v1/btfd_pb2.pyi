@@ -365,16 +365,18 @@ class ResolveCoreRequest(_message.Message):
     def __init__(self, spec: _Optional[str] = ..., specs: _Optional[_Iterable[str]] = ..., object: _Optional[bytes] = ..., records: _Optional[_Union[CoreRecords, _Mapping]] = ..., want_patched: _Optional[bool] = ..., include_modules: _Optional[bool] = ...) -> None: ...
 
 class CoreResult(_message.Message):
-    __slots__ = ("spec", "relocations", "programs", "errors")
+    __slots__ = ("spec", "relocations", "programs", "errors", "refused")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     RELOCATIONS_FIELD_NUMBER: _ClassVar[int]
     PROGRAMS_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     spec: str
     relocations: _containers.RepeatedCompositeFieldContainer[CoreRelocation]
     programs: _containers.RepeatedCompositeFieldContainer[PatchedProgram]
     errors: int
-    def __init__(self, spec: _Optional[str] = ..., relocations: _Optional[_Iterable[_Union[CoreRelocation, _Mapping]]] = ..., programs: _Optional[_Iterable[_Union[PatchedProgram, _Mapping]]] = ..., errors: _Optional[int] = ...) -> None: ...
+    refused: str
+    def __init__(self, spec: _Optional[str] = ..., relocations: _Optional[_Iterable[_Union[CoreRelocation, _Mapping]]] = ..., programs: _Optional[_Iterable[_Union[PatchedProgram, _Mapping]]] = ..., errors: _Optional[int] = ..., refused: _Optional[str] = ...) -> None: ...
 
 class ResolveCoreResponse(_message.Message):
     __slots__ = ("results",)

@@ -10,6 +10,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import grpc
 import pytest
 
 from btfd.btf import Kind, Spec
@@ -64,31 +65,66 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, kernel_vmlinux: Path):  # ty
         yield proc
 
 
-@pytest.mark.parametrize("obj", ["k_task_fields.bpf.o", "k_enums.bpf.o", "k_task_exists.bpf.o"])
-def test_fleet_matrix_agrees_with_each_kernel(fleet, obj: str) -> None:
+def _object(tmp: Path, name: str, arch: str) -> Path:
+    """A corpus object as shipped (little-endian), or rebuilt by clang for big-endian BPF."""
+    if arch == "bpfel":
+        return CORE_DATA / "objs" / f"{name}.bpf.o"
+    out = tmp / f"{name}.{arch}.o"
+    subprocess.run(["clang", "-g", "-O2", "-target", arch, "-I", str(CORE_DATA / "src"), "-c",
+                    str(CORE_DATA / "src" / f"{name}.bpf.c"), "-o", str(out)], check=True, timeout=120)
+    return out
+
+
+@pytest.mark.parametrize(("obj", "arch"), [("k_task_fields", "bpfel"), ("k_enums", "bpfel"),
+                                           ("k_task_exists", "bpfel"), ("k_task_fields", "bpfeb")])
+def test_fleet_matrix_agrees_with_each_kernel(fleet, tmp_path: Path, obj: str, arch: str) -> None:
     """`btfctl core OBJ --all-specs`: a verdict on every served kernel, each the same as
-    resolving locally against that kernel alone."""
-    path = CORE_DATA / "objs" / obj
+    resolving locally against that kernel alone; a kernel of the other byte order fails with
+    the reason (libbpf refuses such an object) and the others still get their answers."""
+    path = _object(tmp_path, obj, arch)
     r = subprocess.run([BTFCTL, "--socket", fleet.socket, "core", str(path), "--all-specs", "--json"],
                        capture_output=True, text=True, timeout=300)
-    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    rows = [x for x in lines if "verdicts" in x]
+    summary = {x["spec"]: x["summary"] for x in lines if "summary" in x}
     assert rows and r.returncode in (0, 1), r.stderr
+    assert set(summary) == {"vmlinux", *FLEET}
     data = path.read_bytes()
+    obj_order = "little" if arch == "bpfel" else "big"
     for name, b in FLEET.items():
-        local = resolve_object(data, Spec(blob(b))).records
+        target = Spec(blob(b))
+        if target.byte_order != obj_order:
+            assert summary[name]["verdict"] == "fails" and "endian" in summary[name]["refused"], name
+            assert all(row["verdicts"][name]["status"] == "error" and "endian" in row["verdicts"][name]["error"]
+                       for row in rows)
+            continue
+        local = resolve_object(data, target).records
         assert [row["verdicts"][name]["status"] for row in rows] == [x.status for x in local], name
         assert [row["verdicts"][name]["new_val"] for row in rows] == [
             (x.new_val & 0xFFFFFFFFFFFFFFFF) if x.status == "ok" else None for x in local], name
-    assert set(rows[0]["verdicts"]) == {"vmlinux", *FLEET}
+        statuses = {x.status for x in local}
+        want = "fails" if "error" in statuses else "loads-with-poison" if "poison" in statuses else "loads"
+        assert summary[name]["verdict"] == want and summary[name]["refused"] is None, name
+    assert r.returncode == (1 if any(s["verdict"] == "fails" for s in summary.values()) else 0)
 
 
 def test_resolve_core_rpc_with_a_list_of_specs(fleet) -> None:
+    """One result per spec, in request order; the big-endian kernel is refused for this
+    little-endian object (the others are unaffected); one spec alone is INVALID_ARGUMENT."""
     obj = (CORE_DATA / "objs" / "k_types.bpf.o").read_bytes()
     res = fleet.stub().ResolveCore(pb.ResolveCoreRequest(object=obj, specs=list(FLEET)), timeout=120)
     assert [r.spec for r in res.results] == list(FLEET)
     for r in res.results:
-        local = resolve_object(obj, Spec(blob(FLEET[r.spec])))
+        target = Spec(blob(FLEET[r.spec]))
+        if target.byte_order == "big":
+            assert "big-endian" in r.refused and not r.relocations
+            continue
+        local = resolve_object(obj, target)
+        assert not r.refused
         assert r.errors == local.errors and [x.status for x in r.relocations] == [x.status for x in local.records]
+    with pytest.raises(grpc.RpcError) as e:
+        fleet.stub().ResolveCore(pb.ResolveCoreRequest(object=obj, spec="k6.12-s390x"), timeout=60)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "endian" in (e.value.details() or "")
 
 
 def test_big_endian_spec_is_served_as_is(fleet) -> None:
