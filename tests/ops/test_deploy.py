@@ -236,7 +236,7 @@ def test_manifest_validates_offline(name: str) -> None:
 
 
 def test_kustomization_renders_and_validates() -> None:
-    import kubernetes_validate  # type: ignore[import-untyped]
+    import kubernetes_validate
 
     objects = render(ROOT / "deploy")
     for obj in objects:
