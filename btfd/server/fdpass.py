@@ -4,6 +4,16 @@ A client writes one line, a spec name (``vmlinux\\n``); the daemon answers one l
 ``{"spec": ..., "size": N, "mode": ..., "base": ...}``, with exactly one fd attached as
 SCM_RIGHTS, or ``{"error": ..., "code": ...}`` and no fd. The client may ask again on the same
 connection. Peers are checked with SO_PEERCRED against --allow-uid/--allow-gid.
+
+fds in flight: an fd sent over SCM_RIGHTS and not yet received counts against the sending
+user's RLIMIT_NOFILE (the kernel's too_many_unix_fds: sendmsg fails with ETOOMANYREFS past it,
+unless the sender has CAP_SYS_RESOURCE or CAP_SYS_ADMIN, which the shipped units drop). So a
+connection has at most one unread answer: the next one waits until the peer has read it
+(SIOCOUTQ, the bytes still queued to the peer, is 0), and a connection whose answer is unread
+keeps its slot until the peer reads or closes (closing our end would leave the fd in flight in
+the peer's queue). With the connection cap kept under half the fd limit, clients that ask and
+never read cannot use up the budget; if other processes of our user do, the answer says so
+(RESOURCE_EXHAUSTED) instead of arriving without its fd.
 """
 
 from __future__ import annotations
@@ -11,22 +21,46 @@ from __future__ import annotations
 import array
 import asyncio
 import errno
+import fcntl
 import json
 import logging
 import os
+import resource
 import socket
 import struct
+import termios
 
 from .errors import describe, quote
 from .metrics import Metrics
 from .registry import Registry
 
-__all__ = ["FdServer", "MAX_LINE", "peer_credentials"]
+__all__ = ["FdServer", "MAX_LINE", "client_cap", "peer_credentials", "unread_bytes"]
 
 log = logging.getLogger("btfd.fd")
 MAX_LINE = 4096
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13
 _MAX_GROUPS = 65536
+_RESERVED_FDS = 32  # the daemon's own fds: specs, gRPC listener, metrics, logs, ...
+_DRAIN_POLL_MAX = 0.25  # seconds between SIOCOUTQ polls of a peer that does not read
+
+
+def client_cap(requested: int, nofile: int | None = None) -> int:
+    """How many fd-socket connections to serve at once: ``requested``, but at most half of
+    what the open-file limit leaves (each connection is an open fd here and may have one fd in
+    flight, counted against the same limit)."""
+    if nofile is None:
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if nofile == resource.RLIM_INFINITY:
+        return max(1, requested)
+    return max(1, min(requested, (nofile - _RESERVED_FDS) // 2))
+
+
+def unread_bytes(sock: socket.socket) -> int:
+    """Bytes sent on a Unix stream socket that the peer has not read yet (SIOCOUTQ: for
+    AF_UNIX, the memory of the skbs still queued to the peer, 0 once it read them all)."""
+    buf = array.array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf, True)
+    return buf[0]
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -70,7 +104,10 @@ class FdServer:
         self.allow_uids = allow_uids or set()
         self.allow_gids = allow_gids or set()
         self.idle_timeout = idle_timeout
-        self.max_clients = max_clients
+        self.max_clients = client_cap(max_clients)
+        if self.max_clients < max_clients:
+            log.info("fd socket: at most %d clients at once (open-file limit %d)",
+                     self.max_clients, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         self._sock: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
         self._clients: set[asyncio.Task[None]] = set()
@@ -103,6 +140,13 @@ class FdServer:
                 continue
             if len(self._clients) >= self.max_clients:
                 log.warning("fd socket: %d clients already, refusing one", len(self._clients))
+                self.metrics.fd_requests.labels("RESOURCE_EXHAUSTED").inc()
+                try:
+                    conn.setblocking(False)
+                    conn.send(_error(f"too many fd-socket clients ({self.max_clients}); "
+                                     f"try again later", "RESOURCE_EXHAUSTED"))
+                except OSError:
+                    pass
                 conn.close()
                 continue
             t = loop.create_task(self._serve(conn))
@@ -112,6 +156,7 @@ class FdServer:
     async def _serve(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         conn.setblocking(False)
+        linger = True  # hold the slot until the peer has read our last answer (or closed)
         try:
             pid, uid, gid = peer_credentials(conn)
             allowed = self.allowed(uid, gid, peer_groups(conn) if self.allow_gids else None)
@@ -137,43 +182,80 @@ class FdServer:
                 if len(line) > MAX_LINE:
                     await self._send(conn, _too_long(), -1)
                     return
-                answer, fd = self._answer(line, uid)
+                # At most one unread answer per connection (see the module docstring).
+                await self._drained(conn)
+                answer, fd, passed = self._answer(line, uid)
                 try:
                     await self._send(conn, answer, fd)
+                except OSError as exc:
+                    if exc.errno != errno.ETOOMANYREFS:
+                        raise
+                    self.metrics.fd_requests.labels("RESOURCE_EXHAUSTED").inc()
+                    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                    log.warning("fd socket: cannot pass an fd to pid %d: too many fds in flight for "
+                                "uid %d (RLIMIT_NOFILE %d; fds sent to peers that did not read them)",
+                                pid, os.geteuid(), nofile)
+                    await self._send(conn, _error(
+                        f"the daemon has too many fds in flight (sent to clients that have not read "
+                        f"them; its RLIMIT_NOFILE is {nofile}): try again later",
+                        "RESOURCE_EXHAUSTED"), -1)
+                    continue
                 finally:
                     if fd >= 0:
                         os.close(fd)
+                if passed is not None:
+                    self.metrics.fd_requests.labels("OK").inc()
+                    self.metrics.fds_passed.labels(*passed).inc()
+        except asyncio.CancelledError:
+            linger = False
+            raise
         except (asyncio.TimeoutError, ConnectionError, BrokenPipeError):
             return
         except OSError as exc:
             log.debug("fd client error: %s", exc)
         finally:
-            conn.close()
+            try:
+                if linger:
+                    await self._drained(conn)
+            finally:
+                conn.close()
 
-    def _answer(self, line: bytes, uid: int) -> tuple[bytes, int]:
-        """The answer line and the fd to attach (-1: none). The fd is a dup made here,
-        synchronously: a rescan dropping the spec while the answer waits to be sent closes
-        the registry's fd, never this one; the caller closes it once sent."""
+    async def _drained(self, conn: socket.socket) -> None:
+        """Wait until the peer has read everything sent on ``conn`` or closed it (either way
+        the kernel frees the queued skbs and the fds they carry)."""
+        delay = 0.0005
+        while True:
+            try:
+                if unread_bytes(conn) <= 0:
+                    return
+            except OSError:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _DRAIN_POLL_MAX)
+
+    def _answer(self, line: bytes, uid: int) -> tuple[bytes, int, tuple[str, str] | None]:
+        """The answer line, the fd to attach (-1: none) and, for an fd, the (spec, mode) labels
+        to count once it is sent. The fd is a dup made here, synchronously: a rescan dropping
+        the spec while the answer waits to be sent closes the registry's fd, never this one;
+        the caller closes it once sent."""
         try:
             name = line.decode("utf-8").strip()
         except UnicodeDecodeError:
             self.metrics.fd_requests.labels("INVALID_ARGUMENT").inc()
-            return _error("spec name is not UTF-8", "INVALID_ARGUMENT"), -1
+            return _error("spec name is not UTF-8", "INVALID_ARGUMENT"), -1, None
         try:
             e = self.specs.ensure(name or "vmlinux")
         except Exception as exc:  # noqa: BLE001 - mapped like gRPC errors, in errors.py
             code, message = describe(exc, f"fd request {quote(name)}")
             self.metrics.fd_requests.labels(code.name).inc()
-            return _error(message, code.name), -1
+            return _error(message, code.name), -1, None
         if e.ro_fd < 0 or e.source is None:
             self.metrics.fd_requests.labels("FAILED_PRECONDITION").inc()
             return _error(f"spec {e.name} is held in memory and has no fd to share",
-                          "FAILED_PRECONDITION"), -1
-        self.metrics.fd_requests.labels("OK").inc()
-        self.metrics.fds_passed.labels(e.name, e.source.mode).inc()
+                          "FAILED_PRECONDITION"), -1, None
         log.debug("fd socket: passing %s (%s) to uid %d", e.name, e.source.mode, uid)
         body = {"spec": e.name, "size": e.source.size, "mode": e.source.mode, "base": e.base or None}
-        return (json.dumps(body) + "\n").encode(), os.dup(e.ro_fd)
+        return (json.dumps(body) + "\n").encode(), os.dup(e.ro_fd), (e.name, e.source.mode)
 
     async def _send(self, conn: socket.socket, data: bytes, fd: int) -> None:
         loop = asyncio.get_running_loop()

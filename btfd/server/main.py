@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import Sequence
@@ -131,6 +132,21 @@ def _stop_before_ready(signum: int, frame: object) -> None:
     raise _StoppedBeforeReady(signal.Signals(signum).name)
 
 
+def raise_nofile_limit() -> tuple[int, int]:
+    """Raise the soft open-file limit to the hard one: every connection is an fd, and fds
+    passed to clients count against the same limit until they read them (see fdpass).
+    Returns (soft before, soft now)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:
+        log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
+        return soft, soft
+    return soft, hard
+
+
 def main(argv: Sequence[str] | None = None, *, mapper: Mapper | None = None) -> int:
     """The btfd command. ``mapper``: how kernel BTF files are mapped (btfd.source.map_fd;
     tests pass one that refuses, to exercise the fallback to a sealed memfd)."""
@@ -145,6 +161,11 @@ def main(argv: Sequence[str] | None = None, *, mapper: Mapper | None = None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_before_ready)
     log.info("btfd starting (pid %d)", os.getpid())
+    before, now = raise_nofile_limit()
+    if now != before:
+        log.info("open-file limit raised from %d to %d (the hard limit)", before, now)
+    else:
+        log.info("open-file limit %d", now)
     try:
         from .daemon import Daemon, StartupError
 
