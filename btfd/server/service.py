@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -290,54 +291,43 @@ class BtfService(pb_grpc.BtfServicer):
             match = pb.NAME_MATCH_EXACT  # a name without a match mode is an exact name
         if match != pb.NAME_MATCH_ANY and not pat:
             raise RequestError("a name match needs a name pattern")
-        want: Callable[[str], Any]
-        if match == pb.NAME_MATCH_EXACT:
-            want = pat.__eq__
-        elif match == pb.NAME_MATCH_PREFIX:
-            want = lambda n: n.startswith(pat)  # noqa: E731
-        elif match == pb.NAME_MATCH_GLOB:
-            want = re.compile(fnmatch.translate(pat), re.S).match
-        elif match == pb.NAME_MATCH_ANY:
-            want = lambda n: True  # noqa: E731
-        else:
+        if match not in (pb.NAME_MATCH_ANY, pb.NAME_MATCH_EXACT, pb.NAME_MATCH_PREFIX, pb.NAME_MATCH_GLOB):
             raise RequestError(f"unknown name match {match}")
         e = self.specs.acquire(request.spec)
+        # Pages are computed in a thread (a filtered walk over every type is too long for the
+        # event loop); the entry is released once the stream is over AND no page is running.
+        hold = _PageHold(self.specs, e)
         try:
-            spec = e.spec
-            assert spec is not None
-            if match == pb.NAME_MATCH_EXACT:
-                ids = [t for t in spec.find_ids(pat, kind) if t >= max(request.start_id, spec.start_id)]
-                rows: Any = ((t, *spec.raw(t)) for t in ids)
-            else:
-                rows = spec.iter_raw(request.start_id or None)
+            assert e.spec is not None
+            it = _matching(e.spec, kind, match, pat, request.start_id)
+            look: list[pb.TypeSummary] = []
 
-            def matches() -> Iterator[pb.TypeSummary]:
-                for tid, name_off, info, st in rows:
-                    k = (info >> 24) & 0x7F
-                    if kind is not None and k != kind:
-                        continue
-                    name = spec.string(name_off) if name_off else ""
-                    if match != pb.NAME_MATCH_ANY and not want(name):
-                        continue
-                    yield pb.TypeSummary(id=tid, kind=k, name=name, size=st if k in _SIZED else 0)
+            def next_page(n: int) -> tuple[list[pb.TypeSummary], bool]:
+                # Up to n matches, and whether another follows (peeked, kept for next time).
+                out = look[:]
+                look.clear()
+                for ts in it:
+                    if len(out) >= n:
+                        look.append(ts)
+                        break
+                    out.append(ts)
+                return out, bool(look)
 
-            # A page is sent once the next match is known, so next_start_id is 0 exactly when
-            # nothing follows (the last page, full or not, or the limit reached the end).
-            batch = pb.ListTypesResponse()
+            # next_start_id is 0 exactly when nothing follows (the last page, full or not, or
+            # the limit reached the end).
             sent = 0
-            for ts in matches():
-                if len(batch.types) >= page or (limit and sent >= limit):
-                    batch.next_start_id = batch.types[-1].id + 1
-                    yield batch
-                    if limit and sent >= limit:
-                        return
-                    batch = pb.ListTypesResponse()
-                    await asyncio.sleep(0)  # let other requests run between pages
-                batch.types.append(ts)
-                sent += 1
-            yield batch
+            while True:
+                n = min(page, limit - sent) if limit else page
+                types, more = await hold.run(next_page, n)
+                sent += len(types)
+                batch = pb.ListTypesResponse(types=types)
+                if more:
+                    batch.next_start_id = types[-1].id + 1
+                yield batch
+                if not more or (limit and sent >= limit):
+                    return
         finally:
-            self.specs.release(e)
+            hold.stream_done()
 
     @stream("ReadRaw")
     async def ReadRaw(self, request: pb.ReadRawRequest, context: Any) -> AsyncIterator[pb.ReadRawResponse]:
@@ -459,6 +449,157 @@ class BtfService(pb_grpc.BtfServicer):
                     self.specs.release(e)
 
         return await asyncio.to_thread(work)
+
+
+
+class _PageHold:
+    """A held registry entry shared by a stream and the page threads it starts: released by
+    whichever finishes last (a cancelled stream must not free a spec a page still reads)."""
+
+    __slots__ = ("specs", "entry", "lock", "busy", "done")
+
+    def __init__(self, specs: Registry, entry: SpecEntry) -> None:
+        self.specs, self.entry = specs, entry
+        self.lock = threading.Lock()
+        self.busy = self.done = False
+
+    async def run(self, fn: Callable[[int], R], arg: int) -> R:
+        with self.lock:
+            self.busy = True  # before the thread starts: a cancellation meanwhile must wait
+
+        def work() -> R:
+            try:
+                return fn(arg)
+            finally:
+                with self.lock:
+                    self.busy = False
+                    release = self.done
+                if release:
+                    self.specs.release(self.entry)
+
+        return await asyncio.to_thread(work)
+
+    def stream_done(self) -> None:
+        with self.lock:
+            self.done = True
+            release = not self.busy
+        if release:
+            self.specs.release(self.entry)
+
+
+def _string_sections(spec: Spec) -> Iterator[tuple[Any, int, int, int]]:
+    """(buffer, start, end, first string offset) of a spec's string section and its bases'."""
+    chain = []
+    s: Spec | None = spec
+    while s is not None:
+        chain.append(s)
+        s = s.base
+    base_off = 0
+    for x in reversed(chain):  # the base's strings come first in the offset space
+        h = x.header
+        yield x.data, h.strs_start, h.strs_end, base_off
+        base_off += h.strs_end - h.strs_start
+
+
+def prefix_offsets(spec: Spec, prefix: bytes, *, names: set[bytes] | None = None,
+                   most: int = 0) -> set[int]:
+    """Every string offset whose string starts with ``prefix`` (no NUL in it): each place
+    the prefix occurs in the string sections, found by the buffer's own (C) search. Any
+    offset counts, not only starts of strings: a name_off may point into a string. With
+    ``names``, the strings there are added to it, up to ``most`` of them (then it is
+    cleared: too many to look up one by one)."""
+    out: set[int] = set()
+    if not prefix or b"\0" in prefix:
+        return out
+    for data, ss, se, off0 in _string_sections(spec):
+        p = data.find(prefix, ss, se)
+        while p >= 0:
+            out.add(p - ss + off0)
+            if names is not None:
+                if len(out) > most:
+                    names.clear()
+                    names = None
+                else:
+                    e = data.find(b"\0", p, se)
+                    names.add(bytes(data[p : e if e >= 0 else se]))
+            p = data.find(prefix, p + 1, se)
+    return out
+
+
+def _ids_by_prefix(spec: Spec, prefix: bytes, kind: Kind | None,
+                   lo: int) -> tuple[list[int] | None, set[int]]:
+    """(own ids >= lo of the types whose name starts with ``prefix``, the string offsets
+    that do). The ids come through the name index (every string the prefix starts, found at
+    C speed, looked up by name); None when that would take longer than walking every record
+    (a short, common prefix): the caller walks, comparing name_off with the offsets."""
+    names: set[bytes] = set()
+    offs = prefix_offsets(spec, prefix, names=names, most=max(1024, spec.count // 16))
+    if offs and not names:
+        return None, offs
+    ids: list[int] = []
+    for n in names:
+        try:
+            name = n.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, offs  # the walk compares names as the listing shows them
+        ids.extend(t for t in spec.find_ids(name, kind) if t >= lo)
+    ids.sort()
+    return ids, offs
+
+
+def _literal_prefix(glob: str) -> str:
+    """The part of a glob before its first wildcard (``[``, ``*``, ``?``)."""
+    for i, c in enumerate(glob):
+        if c in "*?[":
+            return glob[:i]
+    return glob
+
+
+def _matching(spec: Spec, kind: Kind | None, match: int, pat: str,
+              start_id: int) -> Iterator[pb.TypeSummary]:
+    """Summaries of the spec's own types from ``start_id`` on that match, in id order.
+    EXACT uses the name index; PREFIX (and a glob's literal prefix) finds the strings that
+    can match in the string sections and looks them up in the name index, or, for a short
+    common prefix, walks the records comparing name_off with the offsets that can match
+    (integers; only matches are decoded). A glob without a literal prefix walks them all."""
+    k: Any
+    if match == pb.NAME_MATCH_EXACT:
+        lo = max(start_id, spec.start_id)
+        for t in spec.find_ids(pat, kind):
+            if t >= lo:
+                name_off, info, st = spec.raw(t)
+                k = (info >> 24) & 0x7F
+                yield pb.TypeSummary(id=t, kind=k, name=pat, size=st if k in _SIZED else 0)
+        return
+    want: Callable[[str], Any] | None = None
+    lit = pat if match == pb.NAME_MATCH_PREFIX else ""
+    if match == pb.NAME_MATCH_GLOB:
+        want = re.compile(fnmatch.translate(pat), re.S).match
+        lit = _literal_prefix(pat)
+    cands: set[int] | None = None
+    if lit:
+        ids, cands = _ids_by_prefix(spec, lit.encode(), kind, max(start_id, spec.start_id))
+        if ids is not None:
+            for t in ids:
+                name_off, info, st = spec.raw(t)
+                name = spec.string(name_off)
+                if want is not None and not want(name):
+                    continue
+                k = (info >> 24) & 0x7F
+                yield pb.TypeSummary(id=t, kind=k, name=name, size=st if k in _SIZED else 0)
+            return
+    if cands is not None and not cands:
+        return
+    for tid, name_off, info, st in spec.iter_raw(start_id or None):
+        if cands is not None and name_off not in cands:
+            continue
+        k = (info >> 24) & 0x7F
+        if kind is not None and k != kind:
+            continue
+        name = spec.string(name_off) if name_off else ""
+        if want is not None and not want(name):
+            continue
+        yield pb.TypeSummary(id=tid, kind=k, name=name, size=st if k in _SIZED else 0)
 
 
 def core_record_to_pb(r: Any) -> pb.CoreRelocation:
