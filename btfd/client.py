@@ -9,7 +9,9 @@
   backoff 0.1 s up to 1 s instead of gRPC's 1 s up to 120 s).
 - :func:`open_shared` (in :mod:`btfd.shared`, re-exported here) asks the fd socket for a
   spec's fd (SCM_RIGHTS), maps it read-only and returns a :class:`btfd.btf.Spec` over the
-  mapping: in-process lookups, no per-agent copy of the blob.
+  mapping: in-process lookups, no per-agent copy of the blob. A daemon that cannot be
+  reached (restarting: socket missing or refusing, connection dropped before the answer) is
+  retried under the same backoff and ``retry_budget`` rules.
 
 This module does not import the BTF library until the fd path is used: a gRPC-only client
 (``btfctl lookup``) starts without it.
@@ -17,7 +19,6 @@ This module does not import the BTF library until the fd path is used: a gRPC-on
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from .paths import default_socket
+from .retry import Backoff
 from .v1 import btfd_pb2 as pb
 from .v1 import btfd_pb2_grpc as pb_grpc
 
@@ -72,31 +74,15 @@ async def _asleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-class Retry:
-    """Backoff for one logical call: exponential with jitter, within ``budget`` seconds of
-    wall time counted from the first attempt (``clock`` is :func:`time.monotonic`)."""
-
-    def __init__(self, budget: float, *, first: float = 0.05, cap: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.deadline = clock() + budget
-        self.first = self.next = first
-        self.cap = cap
+class Retry(Backoff):
+    """Backoff for one logical gRPC call (:class:`btfd.retry.Backoff`): only RETRYABLE
+    statuses are retried."""
 
     def delay(self, exc: grpc.RpcError) -> float | None:
         """Seconds to sleep before retrying after ``exc``; None: give up and raise it."""
         if exc.code() not in RETRYABLE:
             return None
-        left = self.deadline - self.clock()
-        if left <= 0:
-            return None
-        d = min(self.next * (0.5 + random.random() / 2), left)
-        self.next = min(self.next * 2, self.cap)
-        return d
-
-    def progress(self) -> None:
-        """The call got somewhere (a page of a stream): start backing off from scratch."""
-        self.next = self.first
+        return self.pause()
 
 
 class _Base:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .btf import BTFError, Spec
 from .paths import default_socket
+from .retry import Backoff
 
 __all__ = ["FdError", "SharedSpec", "fd_socket_for", "open_shared", "request_fd"]
 
@@ -29,10 +31,34 @@ class FdError(BTFError):
         self.status = status
 
 
-def request_fd(fd_socket: str, spec: str = "vmlinux", *, timeout: float = 10.0) -> tuple[dict[str, Any], int]:
+#: Reaching the daemon failed in a way a restart explains: retried within the budget.
+_UNREACHABLE = (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError)
+
+
+def request_fd(fd_socket: str, spec: str = "vmlinux", *, timeout: float = 10.0,
+               retry_budget: float = 15.0) -> tuple[dict[str, Any], int]:
     """One request on the fd socket: ``(answer, fd)``. Raises :class:`FdError` on an error
     answer, OSError (``FileNotFoundError``, ``PermissionError``, ``TimeoutError``, ...) when the
-    socket cannot be reached or does not answer within ``timeout`` seconds."""
+    socket cannot be reached or does not answer within ``timeout`` seconds.
+
+    A daemon that is restarting (the socket missing or refusing connections, or the
+    connection closed before an answer: FdError ``UNAVAILABLE``) is retried with backoff
+    for up to ``retry_budget`` seconds of wall time, like :class:`btfd.client.Client`; no
+    other failure is retried."""
+    backoff = Backoff(retry_budget)
+    while True:
+        try:
+            return _request_fd_once(fd_socket, spec, timeout)
+        except (*_UNREACHABLE, FdError) as exc:
+            if isinstance(exc, FdError) and exc.status != "UNAVAILABLE":
+                raise
+            d = backoff.pause()
+            if d is None:
+                raise
+            time.sleep(d)
+
+
+def _request_fd_once(fd_socket: str, spec: str, timeout: float) -> tuple[dict[str, Any], int]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(fd_socket)
@@ -45,6 +71,11 @@ def request_fd(fd_socket: str, spec: str = "vmlinux", *, timeout: float = 10.0) 
             if not msg:
                 break
             buf += msg
+    if not buf:
+        for fd in fds:
+            os.close(fd)
+        raise FdError(f"{fd_socket} closed the connection without answering (daemon stopping?)",
+                      "UNAVAILABLE")
     try:
         answer = json.loads(buf)
         if not isinstance(answer, dict):
@@ -77,10 +108,15 @@ def fd_socket_for(socket_path: str | None = None, fd_socket: str | None = None, 
     guess = grpc_socket + ".fd"
     if os.path.exists(guess) or not os.path.exists(grpc_socket):
         return guess
+    import grpc
+
     from .client import Client
 
-    with Client(grpc_socket, timeout=timeout, retry_budget=0) as c:
-        advertised = c.get_info().fd_socket
+    try:
+        with Client(grpc_socket, timeout=timeout, retry_budget=0) as c:
+            advertised = c.get_info().fd_socket
+    except grpc.RpcError:
+        return guess  # a stale socket (daemon restarting): the default, retried by request_fd
     if advertised and not os.path.isabs(advertised):
         advertised = os.path.join(os.path.dirname(grpc_socket), advertised)
     return advertised or guess
@@ -119,20 +155,23 @@ class SharedSpec:
 
 
 def open_shared(spec: str = "vmlinux", *, fd_socket: str | None = None,
-                socket_path: str | None = None, timeout: float = 10.0) -> SharedSpec:
+                socket_path: str | None = None, timeout: float = 10.0,
+                retry_budget: float = 15.0) -> SharedSpec:
     """Receive ``spec``'s fd from btfd, map it ``PROT_READ``/``MAP_PRIVATE`` and parse it in
     place. Split specs (``module/...``) fetch and map their base too. The fd socket is found
-    with :func:`fd_socket_for` (``fd_socket``, ``$BTFD_FD_SOCKET``, the default, or asked)."""
+    with :func:`fd_socket_for` (``fd_socket``, ``$BTFD_FD_SOCKET``, the default, or asked).
+    A restarting daemon is retried for up to ``retry_budget`` seconds (:func:`request_fd`)."""
     from .source import map_fd
 
     path = fd_socket_for(socket_path, fd_socket, timeout=timeout)
     closers: list[Callable[[], None]] = []
     try:
         base: SharedSpec | None = None
-        answer, fd = request_fd(path, spec, timeout=timeout)
+        answer, fd = request_fd(path, spec, timeout=timeout, retry_budget=retry_budget)
         closers.append(lambda: os.close(fd))
         if answer.get("base"):
-            base = open_shared(answer["base"], fd_socket=path, timeout=timeout)
+            base = open_shared(answer["base"], fd_socket=path, timeout=timeout,
+                               retry_budget=retry_budget)
             closers.append(base.close)
         m = map_fd(fd, answer["size"])
         closers.append(m.close)

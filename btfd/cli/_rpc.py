@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from . import EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE
 
-__all__ = ["CliExit", "client", "guard", "kind_number", "fd_socket", "diagnose", "warn"]
+__all__ = ["CliExit", "client", "guard", "kind_number", "fd_socket", "fd_retry_budget", "diagnose", "warn"]
 
 T = TypeVar("T")
 
@@ -101,6 +101,12 @@ def client(args: argparse.Namespace) -> Any:
     # A CLI should answer quickly: retry a restarting daemon only briefly (unless --wait).
     budget = args.timeout if args.wait else min(2.0, args.timeout)
     return Client(args.socket, timeout=args.timeout, retry_budget=budget)
+
+
+def fd_retry_budget(args: argparse.Namespace) -> float:
+    """Seconds open_shared may retry a restarting daemon: none unless --wait (then --timeout),
+    so that an unreachable fd socket fails at once, like the gRPC path."""
+    return float(args.timeout) if getattr(args, "wait", False) else 0.0
 
 
 def fd_socket(args: argparse.Namespace) -> str:

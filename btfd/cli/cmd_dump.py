@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import EXIT_OK
-from ._rpc import fd_socket, guard
+from ._rpc import fd_retry_budget, fd_socket, guard
 
 __all__ = ["run", "render"]
 
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from ..client import open_shared
 
     path = fd_socket(args)
-    shared = guard(args, lambda: open_shared(args.spec, fd_socket=path, timeout=args.timeout), path)
+    shared = guard(args, lambda: open_shared(args.spec, fd_socket=path, timeout=args.timeout,
+                                                   retry_budget=fd_retry_budget(args)), path)
     try:
         _write(shared.spec, args.format)
     finally:

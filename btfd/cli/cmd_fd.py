@@ -7,7 +7,7 @@ import fcntl
 import os
 
 from . import EXIT_OK
-from ._rpc import fd_socket, guard
+from ._rpc import fd_retry_budget, fd_socket, guard
 
 __all__ = ["run"]
 
@@ -19,7 +19,8 @@ def run(args: argparse.Namespace) -> int:
     from ..client import open_shared
 
     path = fd_socket(args)
-    shared = guard(args, lambda: open_shared(args.spec, fd_socket=path, timeout=args.timeout), path)
+    shared = guard(args, lambda: open_shared(args.spec, fd_socket=path, timeout=args.timeout,
+                                                   retry_budget=fd_retry_budget(args)), path)
     try:
         s, a = shared.spec, shared.answer
         h = s.header

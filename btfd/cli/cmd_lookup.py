@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import EXIT_OK, EXIT_USAGE
-from ._rpc import client, fd_socket, guard, kind_number
+from ._rpc import client, fd_retry_budget, fd_socket, guard, kind_number
 
 __all__ = ["run", "c_with_deps"]
 
@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         from ._render import tree
 
         path = fd_socket(args)
-        shared = guard(args, lambda: open_shared(args.spec, fd_socket=path, timeout=args.timeout), path)
+        shared = guard(args, lambda: open_shared(args.spec, fd_socket=path, timeout=args.timeout,
+                                                   retry_budget=fd_retry_budget(args)), path)
         try:
             if args.format == "c":
                 ids = [t.id for t in resp.types] + [t.id for t in resp.referenced]
