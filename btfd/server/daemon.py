@@ -96,6 +96,12 @@ class Daemon:
         try:
             self.specs = Registry(vmlinux_path=vmlinux, sysfs_dir=modules_dir, extra=extra, mapper=mapper)
         except SourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, PermissionError):
+                raise StartupError(
+                    f"{exc} (the file is there, but btfd runs as uid {os.geteuid()}, which may not "
+                    "read it: run btfd as a user that can, or fix the file's mode, ownership or "
+                    "the service's sandboxing)") from exc
             raise StartupError(f"{exc} (is this kernel built with CONFIG_DEBUG_INFO_BTF? "
                                "use --btf PATH or --btf-dir DIR)") from exc
         except BTFError as exc:
