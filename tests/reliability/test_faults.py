@@ -70,6 +70,14 @@ def test_client_killed_mid_stream(daemon) -> None:
 
 
 def test_fd_client_that_never_reads_and_idle_connections(daemon) -> None:
+    fds_before = len(os.listdir(f"/proc/{daemon.proc.pid}/fd"))
+    # A connection each (channels with the same target share one otherwise), connected for
+    # real (a channel alone never connects).
+    channels = [grpc.insecure_channel(f"unix:{daemon.socket}", options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(50)]
+    for ch in channels:
+        grpc.channel_ready_future(ch).result(timeout=30)
+    assert len(os.listdir(f"/proc/{daemon.proc.pid}/fd")) >= fds_before + 50
     hog = socket.socket(socket.AF_UNIX)
     hog.connect(daemon.fd_socket)
     hog.setblocking(False)
@@ -85,7 +93,6 @@ def test_fd_client_that_never_reads_and_idle_connections(daemon) -> None:
         s = socket.socket(socket.AF_UNIX)
         s.connect(daemon.fd_socket)
         idle.append(s)
-    channels = [grpc.insecure_channel(f"unix:{daemon.socket}") for _ in range(50)]
     try:
         assert healthy(daemon)
         s = socket.socket(socket.AF_UNIX)
