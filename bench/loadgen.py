@@ -28,8 +28,18 @@ class Result:
     wall: float = 0.0
 
     def p99_ms(self) -> float:
-        lat = sorted(x for v in self.latencies.values() for x in v)
-        return lat[int(len(lat) * 0.99)] * 1e3 if lat else 0.0
+        return self.percentile_ms(0.99)
+
+    def percentile_ms(self, q: float, kind: str | None = None) -> float:
+        """The q-quantile latency (0 < q < 1) in ms, of one request kind or of all."""
+        lat = sorted(x for k, v in self.latencies.items() if kind in (None, k) for x in v)
+        return lat[min(len(lat) - 1, int(len(lat) * q))] * 1e3 if lat else 0.0
+
+    def by_kind(self) -> list[str]:
+        """One line per request kind: count, throughput over the run, p50 and p99."""
+        return [f"{k:6} {len(v):7} ok, {len(v) / self.wall if self.wall else 0:7.1f} req/s, "
+                f"p50 {self.percentile_ms(0.5, k):7.1f} ms, p99 {self.percentile_ms(0.99, k):7.1f} ms"
+                for k, v in self.latencies.items() if v]
 
 
 def _fd_request(path: str) -> None:
