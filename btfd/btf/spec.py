@@ -536,16 +536,20 @@ class Spec:
     def _build_name_index(self) -> _NameIndex:
         """One walk over the names: detect name-sorted blobs, else bucket every named type.
 
-        Transient memory is one bucket number per named type (an ``array('H')``, 2 bytes) --
-        no list of Python ints, no second array of offsets: a second, name-free walk places the
-        offsets -- so building the index leaves little freed-but-retained heap behind.
+        Transient memory is one bucket number per type (an ``array('H')``, 2 bytes, allocated
+        once at its final size) -- no list of Python ints, no second array of offsets or
+        positions: a second, name-free walk places the offsets, advancing the directory's own
+        entries, which are shifted back afterwards. Every large array is allocated whole, never
+        grown, so the allocator can hand the transient one back instead of keeping its pages.
         """
         data, strs = self._data, self._str_bytes
         nb = 1
         while nb * 4 < self.count:
             nb <<= 1
         mask = nb - 1
-        buckets: array[int] = array("H" if nb <= 1 << 16 else "I")
+        code = "H" if nb <= 1 << 16 else "I"
+        buckets: array[int] = array(code, bytes(array(code).itemsize * self.count))
+        named = 0
         counts: array[int] = array("I", bytes(4 * (nb + 1)))
         sorted_ok = True
         prev = b""
@@ -581,7 +585,8 @@ class Spec:
                         sorted_ok = False
                     prev = nm
                     b = hash(nm if b"___" not in nm else _essential(nm)) & mask
-                    buckets.append(b)
+                    buckets[named] = b
+                    named += 1
                     counts[b + 1] += 1
                 elif first_named is not None:
                     sorted_ok = False
@@ -591,14 +596,14 @@ class Spec:
         finally:
             if words is not None:
                 words.release()
-        if sorted_ok and first_named is not None and len(buckets) > 1:
+        if sorted_ok and first_named is not None and named > 1:
             nx: _NameIndex = (first_named, None, None)
             self._nx = nx
             return nx
         for b in range(nb):
             counts[b + 1] += counts[b]
-        ent: array[int] = array("I", bytes(4 * len(buckets)))
-        pos = array("I", counts)
+        ent: array[int] = array("I", bytes(4 * named))
+        pos = counts  # bucket b's next free slot; afterwards, the start of bucket b + 1
         # Second walk: no strings, just each record's name_off and length.
         words = memoryview(data)[ts : self._te].cast("B").cast("I") if native else None
         i = n = 0
@@ -618,6 +623,10 @@ class Spec:
         finally:
             if words is not None:
                 words.release()
+        del buckets
+        # pos[b] now holds the end of bucket b (= the start of b + 1): shift back by one.
+        counts.insert(0, 0)
+        counts.pop()
         # Published complete, in one assignment: a concurrent builder computes the same
         # value and overwrites it harmlessly; readers see either None or a whole index.
         nx = (None, counts, ent)
