@@ -5,7 +5,6 @@ and a private user namespace (systemd PrivateUsers=yes) do not mix."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
@@ -14,12 +13,11 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from tests.server.conftest import BtfdProcess
+from tests.server.conftest import FD_PEER, BtfdProcess, as_user, fd_request
 
 ROOT = Path(__file__).resolve().parents[2]
 BTFCTL = str(Path(sys.executable).with_name("btfctl"))
@@ -27,33 +25,6 @@ HOST_DIR = "/run/btfd"
 DAEMONSET = yaml.safe_load((ROOT / "deploy" / "daemonset.yaml").read_text())
 POD = DAEMONSET["spec"]["template"]["spec"]
 AGENT = yaml.safe_load((ROOT / "deploy" / "agent-example.yaml").read_text())["spec"]
-
-# Connect to SOCKET.fd, ask for vmlinux, print the answer and how many fds came with it.
-FD_PEER = """
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(b"vmlinux\\n")
-msg, fds, _, _ = socket.recv_fds(s, 4096, 1)
-print(json.dumps({"answer": json.loads(msg), "fds": len(fds)}))
-"""
-
-
-def as_user(uid: int, gid: int, groups: list[int], *cmd: str) -> list[str]:
-    if groups:
-        ids = ["--groups=" + ",".join(map(str, groups))]
-    else:
-        ids = ["--clear-groups"]
-    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", *ids, *cmd]
-
-
-def fd_request(fd_socket: str, *prefix: str) -> dict[str, Any]:
-    r = subprocess.run([*prefix, sys.executable, "-c", FD_PEER, fd_socket], capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, r.stderr
-    out: dict[str, Any] = json.loads(r.stdout)
-    return out
-
 
 @pytest.fixture
 def node_dir() -> Iterator[Path]:

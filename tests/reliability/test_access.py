@@ -3,12 +3,9 @@ btfd_fd_clients_refused_total counting each refusal."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator
@@ -17,25 +14,11 @@ from typing import Any
 
 import pytest
 
-from tests.server.conftest import BtfdProcess
-
-PEER = """
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(b"vmlinux\\n")
-msg, fds, _, _ = socket.recv_fds(s, 4096, 1)
-print(json.dumps({"answer": json.loads(msg), "fds": len(fds)}))
-"""
+from tests.server.conftest import BtfdProcess, as_user, fd_request
 
 
 def as_peer(path: str, uid: int, gid: int, groups: list[int] | None = None) -> dict[str, Any]:
-    ids = [f"--groups={','.join(map(str, groups))}"] if groups else ["--clear-groups"]
-    r = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", *ids, "--inh-caps=-all",
-                        sys.executable, "-c", PEER, path], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    out: dict[str, Any] = json.loads(r.stdout)
-    return out
+    return fd_request(path, *as_user(uid, gid, groups))
 
 
 def refused_total(d: BtfdProcess) -> float:
@@ -76,6 +59,7 @@ def test_allow_lists(daemon: BtfdProcess, uid: int, gid: int, groups: list[int] 
     else:
         assert got == DENIED
         assert refused_total(daemon) == before + 1
+        assert "refused pid" in daemon.log() and f"uid {uid} gid {gid}" in daemon.log()
 
 
 def test_a_non_root_daemon_lets_in_its_own_uid_and_listed_peers_only(tmp_path: Path) -> None:

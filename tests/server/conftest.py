@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -24,6 +25,33 @@ import pytest
 from btfd.v1 import btfd_pb2_grpc
 
 BTFD = str(Path(sys.executable).with_name("btfd"))
+
+# A peer of the fd socket: connect to argv[1], ask for vmlinux, print the answer and how many
+# fds came with it (run under setpriv as another uid/gid, see as_user).
+FD_PEER = """
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"vmlinux\\n")
+msg, fds, _, _ = socket.recv_fds(s, 4096, 1)
+print(json.dumps({"answer": json.loads(msg), "fds": len(fds)}))
+"""
+
+
+def as_user(uid: int, gid: int, groups: list[int] | None, *cmd: str) -> list[str]:
+    """``cmd`` run as ``uid``/``gid`` with exactly ``groups`` as supplementary groups and no
+    capabilities (setpriv; the tests run as root)."""
+    ids = ["--groups=" + ",".join(map(str, groups))] if groups else ["--clear-groups"]
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", *ids, "--inh-caps=-all", *cmd]
+
+
+def fd_request(fd_socket: str, *prefix: str) -> dict[str, Any]:
+    """One fd request from a separate process (``prefix``: e.g. :func:`as_user`'s command)."""
+    r = subprocess.run([*prefix, sys.executable, "-c", FD_PEER, fd_socket], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    out: dict[str, Any] = json.loads(r.stdout)
+    return out
 
 
 class BtfdProcess:

@@ -10,13 +10,11 @@ import json
 import mmap
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -468,40 +466,3 @@ def test_fd_line_over_the_limit_with_its_newline(kernel_daemon) -> None:
     msg, fds, _, _ = socket.recv_fds(s, 4096, 1)
     s.close()
     assert json.loads(msg)["code"] == "INVALID_ARGUMENT" and not fds
-
-
-def test_allow_gid_counts_supplementary_groups(kernel_vmlinux: Path) -> None:
-    shared = Path(tempfile.mkdtemp(prefix="btfd-gid-", dir="/tmp"))
-    os.chmod(shared, 0o755)
-    try:
-        with BtfdProcess(shared, "--allow-gid", "4243", "--socket-mode", "0666", "--metrics-address", "off") as d:
-            def as_peer(groups: list[int]) -> dict[str, Any]:
-                r, w = os.pipe()
-                pid = os.fork()
-                if pid == 0:
-                    try:
-                        os.setgroups(groups)
-                        os.setgid(65534)
-                        os.setuid(65534)
-                        s = socket.socket(socket.AF_UNIX)
-                        s.connect(d.fd_socket)
-                        s.sendall(b"vmlinux\n")
-                        msg, fds, _, _ = socket.recv_fds(s, 4096, 1)
-                        os.write(w, json.dumps({"answer": json.loads(msg), "fds": len(fds)}).encode())
-                    except BaseException as exc:  # noqa: BLE001 - reported to the parent
-                        os.write(w, json.dumps({"child error": repr(exc)}).encode())
-                    finally:
-                        os._exit(0)
-                os.close(w)
-                os.waitpid(pid, 0)
-                out: dict[str, Any] = json.loads(os.read(r, 65536))
-                os.close(r)
-                return out
-
-            allowed = as_peer([100, 4243])
-            assert allowed["fds"] == 1 and allowed["answer"]["spec"] == "vmlinux", allowed
-            refused = as_peer([100])
-            assert refused == {"answer": {"error": "peer uid/gid not allowed", "code": "PERMISSION_DENIED"},
-                               "fds": 0}
-    finally:
-        shutil.rmtree(shared, ignore_errors=True)
