@@ -147,6 +147,26 @@ def raise_nofile_limit() -> tuple[int, int]:
     return soft, hard
 
 
+def limit_malloc_arenas(n: int = 2) -> bool:
+    """Cap glibc's malloc arenas (mallopt M_ARENA_MAX) before any thread starts. Requests
+    that run in worker threads (lookups, listings, CO-RE) would otherwise each get an arena
+    of their own that keeps its freed pages: a 10-minute mixed soak grew uss by 33 MiB that
+    way. False where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_arena_max = -8  # glibc's malloc.h
+    return bool(mallopt(m_arena_max, n))
+
+
 def main(argv: Sequence[str] | None = None, *, mapper: Mapper | None = None) -> int:
     """The btfd command. ``mapper``: how kernel BTF files are mapped (btfd.source.map_fd;
     tests pass one that refuses, to exercise the fallback to a sealed memfd)."""
@@ -161,6 +181,8 @@ def main(argv: Sequence[str] | None = None, *, mapper: Mapper | None = None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_before_ready)
     log.info("btfd starting (pid %d)", os.getpid())
+    if not limit_malloc_arenas():
+        log.info("malloc arenas not capped (not glibc)")
     before, now = raise_nofile_limit()
     if now != before:
         log.info("open-file limit raised from %d to %d (the hard limit)", before, now)
