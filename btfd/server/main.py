@@ -153,14 +153,9 @@ def limit_malloc_arenas(n: int = 2) -> bool:
     of their own that keeps its freed pages: a 10-minute mixed soak grew uss by 33 MiB that
     way. False where the C library is not glibc."""
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+    try:  # the process's own symbols: libc is loaded already (no ldconfig lookup)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     m_arena_max = -8  # glibc's malloc.h
@@ -180,15 +175,15 @@ def main(argv: Sequence[str] | None = None, *, mapper: Mapper | None = None) -> 
     # (exit 0, like a stop once serving) instead of killing the process (status 143).
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_before_ready)
-    log.info("btfd starting (pid %d)", os.getpid())
-    if not limit_malloc_arenas():
-        log.info("malloc arenas not capped (not glibc)")
-    before, now = raise_nofile_limit()
-    if now != before:
-        log.info("open-file limit raised from %d to %d (the hard limit)", before, now)
-    else:
-        log.info("open-file limit %d", now)
     try:
+        log.info("btfd starting (pid %d)", os.getpid())
+        if not limit_malloc_arenas():
+            log.info("malloc arenas not capped (not glibc)")
+        before, now = raise_nofile_limit()
+        if now != before:
+            log.info("open-file limit raised from %d to %d (the hard limit)", before, now)
+        else:
+            log.info("open-file limit %d", now)
         from .daemon import Daemon, StartupError
 
         try:
