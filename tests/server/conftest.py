@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -145,3 +147,23 @@ def kernel_daemon(tmp_path_factory: pytest.TempPathFactory, kernel_vmlinux: Path
     extra.write_bytes(blob("vmlinux-6.1.0-56-amd64"))
     with BtfdProcess(d, "--btf", f"fleet-6.1={extra}") as proc:
         yield proc
+
+
+def btfhub_dir(tmp: Path, data: bytes, *, packed: bool = True) -> tuple[Path, Path]:
+    """(a sysfs stand-in without BTF, a btfhub-layout directory holding ``data`` as this
+    kernel's release: ``<release>.btf.tar.xz`` when packed, else ``<release>.btf``)."""
+    nosys = tmp / "sys-without-btf"
+    nosys.mkdir()
+    hub = tmp / "btfhub"
+    hub.mkdir()
+    release = os.uname().release
+    if not packed:
+        (hub / f"{release}.btf").write_bytes(data)
+        return nosys, hub
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:xz") as tar:
+        info = tarfile.TarInfo(f"{release}.btf")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    (hub / f"{release}.btf.tar.xz").write_bytes(buf.getvalue())
+    return nosys, hub

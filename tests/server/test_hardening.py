@@ -5,7 +5,6 @@ option validation. Each test fails on the code before its fix."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import mmap
 import os
@@ -14,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -29,7 +27,7 @@ from btfd.btf import Kind, Spec
 from btfd.v1 import btfd_pb2 as pb
 from btfd.v1 import btfd_pb2_grpc
 from tests.conftest import CORE_DATA, blob
-from tests.server.conftest import BTFD, BtfdProcess
+from tests.server.conftest import BTFD, BtfdProcess, btfhub_dir
 from tests.server.test_fd_and_lifecycle import ask_fd
 
 BTF_MAGIC = b"\x9f\xeb"
@@ -310,21 +308,9 @@ def test_btf_elf_serves_only_the_btf_section(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("packed", [True, False])
 def test_btf_dir_leaves_nothing_on_disk(tmp_path: Path, packed: bool) -> None:
-    nosys = tmp_path / "sys-without-btf"
-    nosys.mkdir()
-    hub = tmp_path / "btfhub"
-    hub.mkdir()
-    release = os.uname().release
     data = blob("vmlinux-6.1.0-56-amd64")
-    if packed:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:xz") as tar:
-            info = tarfile.TarInfo(f"{release}.btf")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        (hub / f"{release}.btf.tar.xz").write_bytes(buf.getvalue())
-    else:
-        (hub / f"{release}.btf").write_bytes(data)
+    nosys, hub = btfhub_dir(tmp_path, data, packed=packed)
+    release = os.uname().release
     work = tmp_path / "d"
     with BtfdProcess(work, "--sysfs-btf-dir", str(nosys), "--btf-dir", str(hub), "--metrics-address", "off") as d:
         [vm] = d.stub().GetInfo(pb.GetInfoRequest()).specs

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import grpc
@@ -17,7 +14,7 @@ from btfd.btf import Kind, Spec
 from btfd.core import resolve_object
 from btfd.v1 import btfd_pb2 as pb
 from tests.conftest import CORE_DATA, blob
-from tests.server.conftest import BtfdProcess
+from tests.server.conftest import BtfdProcess, btfhub_dir
 
 BTFCTL = str(Path(sys.executable).with_name("btfctl"))
 FLEET = {
@@ -30,18 +27,8 @@ FLEET = {
 
 def test_btf_dir_serves_the_running_release_when_the_kernel_has_none(tmp_path: Path) -> None:
     """btfhub layout: <release>.btf.tar.xz picked by `uname -r` when there is no vmlinux."""
-    nosys = tmp_path / "sys-without-btf"
-    nosys.mkdir()
-    hub = tmp_path / "btfhub"
-    hub.mkdir()
-    release = os.uname().release
     data = blob("vmlinux-6.1.0-56-amd64")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:xz") as tar:
-        info = tarfile.TarInfo(f"{release}.btf")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    (hub / f"{release}.btf.tar.xz").write_bytes(buf.getvalue())
+    nosys, hub = btfhub_dir(tmp_path, data)
     (hub / "0.0.0-other.btf").write_bytes(b"not this one")
     with BtfdProcess(tmp_path / "d", "--sysfs-btf-dir", str(nosys), "--btf-dir", str(hub),
                      "--metrics-address", "off") as d:
