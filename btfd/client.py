@@ -104,6 +104,25 @@ class _Base:
                                    page_size=page_size, start_id=start, limit=limit)
 
 
+class _Listing:
+    """Where a paged ListTypes stands, so that a retry after UNAVAILABLE resumes after the
+    last page received (no type twice, none missing) and an exhausted ``limit`` stays one."""
+
+    def __init__(self, limit: int) -> None:
+        self.start, self.sent, self.limit = 0, 0, limit
+
+    def remaining(self) -> int:
+        return (self.limit - self.sent) if self.limit else 0
+
+    def done_after(self, page: Any) -> bool:
+        """Account for a page whose types were handed out; True when the listing is over."""
+        self.sent += len(page.types)
+        if not page.next_start_id or (self.limit and self.sent >= self.limit):
+            return True
+        self.start = page.next_start_id
+        return False
+
+
 def _lookup_request(name: str | None, id: int | None, kind: int, spec: str, depth: int,
                     all_specs: bool) -> Any:
     req = pb.LookupTypeRequest(spec=spec, kind=int(kind), depth=depth, all_specs=all_specs)  # type: ignore[arg-type,unused-ignore]
@@ -150,20 +169,16 @@ class Client(_Base):
                    page_size: int = 0, limit: int = 0) -> Iterator[pb.TypeSummary]:
         """Every matching type, as the pages arrive; after UNAVAILABLE (a restart) the
         listing resumes after the last page received: no type twice, none missing."""
-        start, sent = 0, 0
+        at = _Listing(limit)
         retry = self._retry()
         while True:
-            req = self._list_request(kind, name, match, spec, page_size, start,
-                                     (limit - sent) if limit else 0)
+            req = self._list_request(kind, name, match, spec, page_size, at.start, at.remaining())
             try:
                 for page in self.stub.ListTypes(req, timeout=self.timeout):
                     retry.progress()
-                    for t in page.types:
-                        sent += 1
-                        yield t
-                    if not page.next_start_id or (limit and sent >= limit):
+                    yield from page.types
+                    if at.done_after(page):
                         return
-                    start = page.next_start_id
                 return
             except grpc.RpcError as exc:
                 d = retry.delay(exc)
@@ -246,20 +261,17 @@ class AsyncClient(_Base):
     async def list_types(self, *, kind: int = 0, name: str = "", match: int = 0, spec: str = "",
                          page_size: int = 0, limit: int = 0) -> AsyncIterator[pb.TypeSummary]:
         """Like :meth:`Client.list_types`: pages as they arrive, resumed after a restart."""
-        start, sent = 0, 0
+        at = _Listing(limit)
         retry = self._retry()
         while True:
-            req = self._list_request(kind, name, match, spec, page_size, start,
-                                     (limit - sent) if limit else 0)
+            req = self._list_request(kind, name, match, spec, page_size, at.start, at.remaining())
             try:
                 async for page in self.stub.ListTypes(req, timeout=self.timeout):
                     retry.progress()
                     for t in page.types:
-                        sent += 1
                         yield t
-                    if not page.next_start_id or (limit and sent >= limit):
+                    if at.done_after(page):
                         return
-                    start = page.next_start_id
                 return
             except grpc.aio.AioRpcError as exc:
                 d = retry.delay(exc)
