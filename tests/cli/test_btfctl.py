@@ -12,18 +12,8 @@ import pytest
 from btfd.btf import Kind, Spec
 from btfd.btf.format_c import format_type_c
 from tests.conftest import CORE_DATA, blob
-from tests.server.conftest import BtfdProcess
 
 BTFCTL = str(Path(sys.executable).with_name("btfctl"))
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory, kernel_vmlinux: Path):  # type: ignore[no-untyped-def]
-    d = tmp_path_factory.mktemp("cli")
-    old = d / "vmlinux-6.1.btf"
-    old.write_bytes(blob("vmlinux-6.1.0-56-amd64"))
-    with BtfdProcess(d, "--btf", f"fleet-6.1={old}", "--metrics-address", "off") as proc:
-        yield proc
 
 
 @pytest.fixture(scope="module")

@@ -48,15 +48,6 @@ def open_dir() -> Iterator[Path]:
     d.rmdir()
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory, kernel_vmlinux: Path):  # type: ignore[no-untyped-def]
-    d = tmp_path_factory.mktemp("clierr")
-    old = d / "vmlinux-6.1.btf"
-    old.write_bytes(blob("vmlinux-6.1.0-56-amd64"))
-    with BtfdProcess(d, "--btf", f"fleet-6.1={old}", "--metrics-address", "off") as proc:
-        yield proc
-
-
 @pytest.mark.parametrize("args,what", [
     (("lookup", "--id", "-1"), "--id: must not be negative"),
     (("lookup", "task_struct", "--depth", "-1"), "--depth: must not be negative"),
