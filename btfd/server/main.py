@@ -147,19 +147,33 @@ def raise_nofile_limit() -> tuple[int, int]:
     return soft, hard
 
 
-def limit_malloc_arenas(n: int = 2) -> bool:
-    """Cap glibc's malloc arenas (mallopt M_ARENA_MAX) before any thread starts. Requests
-    that run in worker threads (lookups, listings, CO-RE) would otherwise each get an arena
-    of their own that keeps its freed pages: a 10-minute mixed soak grew uss by 33 MiB that
-    way. False where the C library is not glibc."""
+# glibc's malloc.h
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+
+
+def tune_malloc(arenas: int = 2, big_block: int = 128 << 10) -> bool:
+    """Keep glibc's malloc from holding on to freed memory under load; call before any
+    thread starts. Two causes, both measured by a mixed soak (docs/PERFORMANCE.md, "Soak"):
+
+    - Requests that run in worker threads (lookups, listings, CO-RE) would each get an arena
+      of their own that keeps its freed pages: uss grew 33 MiB in 10 minutes. Capped at
+      ``arenas``.
+    - glibc raises its mmap threshold to the size of every mapped block freed (up to 32 MiB),
+      and its trim threshold to twice that. After the first big transient buffers (a listing's
+      set of string offsets, a ReadRaw chunk, a CO-RE object) later ones come from the heap,
+      and the heap's free pages stay resident: +6 MiB in 5 minutes with the arena cap alone.
+      Pinning both thresholds at ``big_block`` (glibc's own starting value) keeps big blocks
+      in mappings of their own, unmapped when freed, and the heap trimmed.
+
+    False where the C library is not glibc."""
     import ctypes
 
     try:  # the process's own symbols: libc is loaded already (no ldconfig lookup)
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    m_arena_max = -8  # glibc's malloc.h
-    return bool(mallopt(m_arena_max, n))
+    settings = ((_M_ARENA_MAX, arenas), (_M_MMAP_THRESHOLD, big_block), (_M_TRIM_THRESHOLD, big_block))
+    return all([bool(mallopt(option, value)) for option, value in settings])
 
 
 def main(argv: Sequence[str] | None = None, *, mapper: Mapper | None = None) -> int:
@@ -177,8 +191,8 @@ def main(argv: Sequence[str] | None = None, *, mapper: Mapper | None = None) -> 
         signal.signal(sig, _stop_before_ready)
     try:
         log.info("btfd starting (pid %d)", os.getpid())
-        if not limit_malloc_arenas():
-            log.info("malloc arenas not capped (not glibc)")
+        if not tune_malloc():
+            log.info("malloc not tuned (not glibc)")
         before, now = raise_nofile_limit()
         if now != before:
             log.info("open-file limit raised from %d to %d (the hard limit)", before, now)
