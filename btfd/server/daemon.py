@@ -18,13 +18,13 @@ from prometheus_client import CollectorRegistry, start_http_server
 from .. import __version__
 from ..btf import BTFError
 from ..source import Mapper, SourceError
-from ..v1 import btfd_pb2, btfd_pb2_grpc
+from ..v1 import btfd_pb2
 from . import lifecycle
 from .fdpass import FdServer
 from .main import default_socket
 from .metrics import Metrics
 from .registry import Registry
-from .service import BtfService
+from .service import BtfService, add_to_server
 
 __all__ = ["Daemon", "StartupError"]
 
@@ -167,7 +167,7 @@ class Daemon:
         ])
         service = BtfService(self.specs, self.metrics, fd_socket=self.fd_path,
                              cache_bytes=args.lookup_cache_bytes)
-        btfd_pb2_grpc.add_BtfServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+        add_to_server(service, server)
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         names = (btfd_pb2.DESCRIPTOR.services_by_name["Btf"].full_name,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -98,5 +98,10 @@ class Metrics:
                                   registry=registry)
         self.cache = Counter("btfd_lookup_cache", "LookupType answers served from the cache or not",
                              ["result"], registry=registry)
+        self.cache_bytes = Gauge("btfd_lookup_cache_bytes", "Bytes the LookupType answer cache "
+                                 "holds (serialized answers and their keys; at most "
+                                 "--lookup-cache-bytes)", registry=registry)
+        self.cache_entries = Gauge("btfd_lookup_cache_entries", "Answers in the LookupType cache",
+                                   registry=registry)
         self.fd_requests = Counter("btfd_fd_requests", "fd-socket requests by result code",
                                    ["code"], registry=registry)
