@@ -553,50 +553,55 @@ def _string_sections(spec: Spec) -> Iterator[tuple[Any, int, int, int]]:
         base_off += h.strs_end - h.strs_start
 
 
-def prefix_offsets(spec: Spec, prefix: bytes, *, names: set[bytes] | None = None,
-                   most: int = 0) -> set[int]:
-    """Every string offset whose string starts with ``prefix`` (no NUL in it): each place
-    the prefix occurs in the string sections, found by the buffer's own (C) search. Any
-    offset counts, not only starts of strings: a name_off may point into a string. With
-    ``names``, the strings there are added to it, up to ``most`` of them (then it is
-    cleared: too many to look up one by one)."""
-    out: set[int] = set()
-    if not prefix or b"\0" in prefix:
-        return out
-    for data, ss, se, off0 in _string_sections(spec):
+def prefix_names(spec: Spec, prefix: bytes, most: int) -> set[bytes] | None:
+    """Every string a name can be that starts with ``prefix`` (no NUL in it): from each place
+    the prefix occurs in the string sections, found by the buffer's own (C) search, to the
+    next NUL. Any place counts, not only starts of strings: a name_off may point into a
+    string. None when there are more than ``most`` (too many to look up one by one)."""
+    names: set[bytes] = set()
+    for data, ss, se, _ in _string_sections(spec):
         p = data.find(prefix, ss, se)
         while p >= 0:
-            out.add(p - ss + off0)
-            if names is not None:
-                if len(out) > most:
-                    names.clear()
-                    names = None
-                else:
-                    e = data.find(b"\0", p, se)
-                    names.add(bytes(data[p : e if e >= 0 else se]))
+            e = data.find(b"\0", p, se)
+            names.add(bytes(data[p : e if e >= 0 else se]))
+            if len(names) > most:
+                return None
             p = data.find(prefix, p + 1, se)
-    return out
+    return names
 
 
-def _ids_by_prefix(spec: Spec, prefix: bytes, kind: Kind | None,
-                   lo: int) -> tuple[list[int] | None, set[int]]:
-    """(own ids >= lo of the types whose name starts with ``prefix``, the string offsets
-    that do). The ids come through the name index (every string the prefix starts, found at
-    C speed, looked up by name); None when that would take longer than walking every record
-    (a short, common prefix): the caller walks, comparing name_off with the offsets."""
-    names: set[bytes] = set()
-    offs = prefix_offsets(spec, prefix, names=names, most=max(1024, spec.count // 16))
-    if offs and not names:
-        return None, offs
+def name_starts_with(spec: Spec, prefix: bytes) -> Callable[[int], bool]:
+    """A test of a name_off: does the string there start with ``prefix``? Compared in place
+    (the buffer's own search bounded to the prefix's length), nothing decoded or collected."""
+    sections = list(_string_sections(spec))
+    n = len(prefix)
+
+    def test(name_off: int) -> bool:
+        for data, ss, se, off0 in reversed(sections):  # own strings last in the offset space
+            if name_off >= off0:
+                at = ss + name_off - off0
+                return at + n <= se and bool(data.find(prefix, at, at + n) == at)
+        return False
+
+    return test
+
+
+def _ids_by_prefix(spec: Spec, prefix: bytes, kind: Kind | None, lo: int) -> list[int] | None:
+    """Own ids >= lo of the types whose name starts with ``prefix``, through the name index
+    (every string the prefix starts, found at C speed, looked up by name); None when that
+    would take longer than walking every record (a short, common prefix)."""
+    names = prefix_names(spec, prefix, most=max(1024, spec.count // 16))
+    if names is None:
+        return None
     ids: list[int] = []
     for n in names:
         try:
             name = n.decode("utf-8")
         except UnicodeDecodeError:
-            return None, offs  # the walk compares names as the listing shows them
+            return None  # the walk compares names as the listing shows them
         ids.extend(t for t in spec.find_ids(name, kind) if t >= lo)
     ids.sort()
-    return ids, offs
+    return ids
 
 
 def _literal_prefix(glob: str) -> str:
@@ -612,8 +617,8 @@ def _matching(spec: Spec, kind: Kind | None, match: int, pat: str,
     """Summaries of the spec's own types from ``start_id`` on that match, in id order.
     EXACT uses the name index; PREFIX (and a glob's literal prefix) finds the strings that
     can match in the string sections and looks them up in the name index, or, for a short
-    common prefix, walks the records comparing name_off with the offsets that can match
-    (integers; only matches are decoded). A glob without a literal prefix walks them all."""
+    common prefix, walks the records testing each one's name in place (only matches are
+    decoded). A glob without a literal prefix walks them all."""
     k: Any
     if match == pb.NAME_MATCH_EXACT:
         lo = max(start_id, spec.start_id)
@@ -628,9 +633,9 @@ def _matching(spec: Spec, kind: Kind | None, match: int, pat: str,
     if match == pb.NAME_MATCH_GLOB:
         want = re.compile(fnmatch.translate(pat), re.S).match
         lit = _literal_prefix(pat)
-    cands: set[int] | None = None
+    starts: Callable[[int], bool] | None = None
     if lit:
-        ids, cands = _ids_by_prefix(spec, lit.encode(), kind, max(start_id, spec.start_id))
+        ids = _ids_by_prefix(spec, lit.encode(), kind, max(start_id, spec.start_id))
         if ids is not None:
             for t in ids:
                 name_off, info, st = spec.raw(t)
@@ -640,13 +645,12 @@ def _matching(spec: Spec, kind: Kind | None, match: int, pat: str,
                 k = (info >> 24) & 0x7F
                 yield pb.TypeSummary(id=t, kind=k, name=name, size=st if k in _SIZED else 0)
             return
-    if cands is not None and not cands:
-        return
+        starts = name_starts_with(spec, lit.encode())
     for tid, name_off, info, st in spec.iter_raw(start_id or None):
-        if cands is not None and name_off not in cands:
-            continue
         k = (info >> 24) & 0x7F
         if kind is not None and k != kind:
+            continue
+        if starts is not None and not starts(name_off):
             continue
         name = spec.string(name_off) if name_off else ""
         if want is not None and not want(name):
