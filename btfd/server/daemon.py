@@ -7,6 +7,8 @@ import asyncio
 import logging
 import os
 import signal
+import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -22,6 +24,7 @@ from ..v1 import btfd_pb2
 from . import lifecycle
 from .fdpass import FdServer
 from .main import default_socket
+from .malloc import trimmer
 from .metrics import Metrics
 from .registry import Registry
 from .service import BtfService, add_to_server
@@ -204,6 +207,8 @@ class Daemon:
             await health.set(svc, health_pb2.HealthCheckResponse.SERVING)
         loop.add_signal_handler(signal.SIGHUP, self._rescan)
         rescan_task = loop.create_task(self._rescan_loop()) if args.module_rescan > 0 else None
+        trim = trimmer() if args.malloc_trim_interval > 0 else None
+        trim_task = loop.create_task(self._trim_loop(trim)) if trim is not None else None
         vm = self.specs.vmlinux
         assert vm.spec is not None and vm.source is not None
         held = vm.source.mode
@@ -219,8 +224,9 @@ class Daemon:
         log.info("stopping: draining in-flight requests (grace %.1fs)", args.grace_period)
         for svc in ("", names[0]):
             await health.set(svc, health_pb2.HealthCheckResponse.NOT_SERVING)
-        if rescan_task is not None:
-            rescan_task.cancel()
+        for task in (rescan_task, trim_task):
+            if task is not None:
+                task.cancel()
         await fd_server.close()
         await server.stop(args.grace_period)
         self._remove_sockets()
@@ -243,6 +249,16 @@ class Daemon:
         while True:
             await asyncio.sleep(self.args.module_rescan)
             self.specs.rescan_modules()
+
+    async def _trim_loop(self, trim: Callable[[], bool]) -> None:
+        """Free heap pages back to the kernel now and then (btfd.server.malloc.trimmer), in a
+        worker thread: it takes each arena's lock in turn, not the event loop."""
+        while True:
+            await asyncio.sleep(self.args.malloc_trim_interval)
+            t0 = time.perf_counter()
+            released = await asyncio.to_thread(trim)
+            log.debug("malloc_trim: %s in %.1f ms", "released pages" if released else "nothing to release",
+                      (time.perf_counter() - t0) * 1e3)
 
     def _remove_sockets(self) -> None:
         for p in self._bound:

@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request accepted (default 16M); larger: RESOURCE_EXHAUSTED")
     p.add_argument("--lookup-cache-bytes", type=_size_or_zero, default=512 << 10,
                    help="memory for cached LookupType answers (default 512K; 0 disables)")
+    p.add_argument("--malloc-trim-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="give malloc's free pages back to the kernel this often (glibc "
+                   "malloc_trim; 0: never; default %(default)s)")
     p.add_argument("--grace-period", type=float, default=10.0,
                    help="seconds in-flight requests get on SIGTERM (default %(default)s)")
     p.add_argument("--log-level", default="info",
@@ -147,35 +150,6 @@ def raise_nofile_limit() -> tuple[int, int]:
     return soft, hard
 
 
-# glibc's malloc.h
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
-
-
-def tune_malloc(arenas: int = 2, big_block: int = 128 << 10) -> bool:
-    """Keep glibc's malloc from holding on to freed memory under load; call before any
-    thread starts. Two causes, both measured by a mixed soak (docs/PERFORMANCE.md, "Soak"):
-
-    - Requests that run in worker threads (lookups, listings, CO-RE) would each get an arena
-      of their own that keeps its freed pages: uss grew 33 MiB in 10 minutes. Capped at
-      ``arenas``.
-    - glibc raises its mmap threshold to the size of every mapped block freed (up to 32 MiB),
-      and its trim threshold to twice that. After the first big transient buffers (a listing's
-      set of string offsets, a ReadRaw chunk, a CO-RE object) later ones come from the heap,
-      and the heap's free pages stay resident: +6 MiB in 5 minutes with the arena cap alone.
-      Pinning both thresholds at ``big_block`` (glibc's own starting value) keeps big blocks
-      in mappings of their own, unmapped when freed, and the heap trimmed.
-
-    False where the C library is not glibc."""
-    import ctypes
-
-    try:  # the process's own symbols: libc is loaded already (no ldconfig lookup)
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    settings = ((_M_ARENA_MAX, arenas), (_M_MMAP_THRESHOLD, big_block), (_M_TRIM_THRESHOLD, big_block))
-    return all([bool(mallopt(option, value)) for option, value in settings])
-
-
 def main(argv: Sequence[str] | None = None, *, mapper: Mapper | None = None) -> int:
     """The btfd command. ``mapper``: how kernel BTF files are mapped (btfd.source.map_fd;
     tests pass one that refuses, to exercise the fallback to a sealed memfd)."""
@@ -191,6 +165,8 @@ def main(argv: Sequence[str] | None = None, *, mapper: Mapper | None = None) -> 
         signal.signal(sig, _stop_before_ready)
     try:
         log.info("btfd starting (pid %d)", os.getpid())
+        from .malloc import tune_malloc
+
         if not tune_malloc():
             log.info("malloc not tuned (not glibc)")
         before, now = raise_nofile_limit()
