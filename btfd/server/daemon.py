@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -138,11 +139,15 @@ class Daemon:
     # ---------------------------------------------------------------- run
 
     async def run(self) -> int:
+        args = self.args
         loop = asyncio.get_running_loop()
+        # Lookups, listings and CO-RE run here (asyncio.to_thread). asyncio's default pool is
+        # min(32, CPUs + 4) threads; they take turns on the GIL anyway, and each concurrent
+        # computation raises malloc's high-water marks (docs/PERFORMANCE.md, "Soak").
+        loop.set_default_executor(ThreadPoolExecutor(args.worker_threads, thread_name_prefix="btfd-worker"))
         self._stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop, sig)
-        args = self.args
         os.makedirs(os.path.dirname(self.socket_path), exist_ok=True)
         metrics_server: Any = None
         if args.metrics_address != "off":

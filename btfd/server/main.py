@@ -65,6 +65,16 @@ def _size(s: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {s!r} (e.g. 16M)") from None
 
 
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {s!r}")
+    return v
+
+
 def _positive_size(s: str) -> int:
     v = _size(s)
     if v <= 0:
@@ -117,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request accepted (default 16M); larger: RESOURCE_EXHAUSTED")
     p.add_argument("--lookup-cache-bytes", type=_size_or_zero, default=512 << 10,
                    help="memory for cached LookupType answers (default 512K; 0 disables)")
+    p.add_argument("--worker-threads", type=_positive_int, default=2, metavar="N",
+                   help="threads for lookups, listings and CO-RE off the event loop (Python "
+                   "runs one at a time, so more add memory, not speed; default %(default)s)")
     p.add_argument("--malloc-trim-interval", type=float, default=30.0, metavar="SECONDS",
                    help="give malloc's free pages back to the kernel this often (glibc "
                    "malloc_trim; 0: never; default %(default)s)")

@@ -418,9 +418,30 @@ def test_option_validation(tmp_path: Path, kernel_vmlinux: Path) -> None:
         r = subprocess.run([BTFD, "--socket", str(tmp_path / "s.sock"), "--max-request-bytes", bad],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and "--max-request-bytes" in r.stderr and "Traceback" not in r.stderr
+    for bad in ("0", "-2", "two"):
+        r = subprocess.run([BTFD, "--socket", str(tmp_path / "s.sock"), "--worker-threads", bad],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "--worker-threads" in r.stderr and "Traceback" not in r.stderr
     with BtfdProcess(tmp_path / "v6", "--metrics-address", "[::1]:0") as d:
         assert d.metrics_url.startswith("http://[::1]:")
         assert _metric(d.metrics_url, "btfd_spec_types", spec="vmlinux") > 0
+
+
+def test_worker_threads_bound_the_daemons_threads(tmp_path: Path, kernel_vmlinux: Path) -> None:
+    spec = Spec(kernel_vmlinux.read_bytes())
+    names = sorted({t.name for t in spec.types(Kind.STRUCT) if t.name})[:40]
+    with BtfdProcess(tmp_path / "w", "--worker-threads", "3", "--metrics-address", "off") as d:
+        idle = len(os.listdir(f"/proc/{d.proc.pid}/task"))
+        stub = d.stub()
+        # 40 uncached deep lookups at once: more than enough to want more threads than 3
+        futs = [stub.LookupType.future(pb.LookupTypeRequest(name=n, kind=pb.KIND_STRUCT, depth=3))
+                for n in names]
+        peak = idle
+        while not all(f.done() for f in futs):
+            peak = max(peak, len(os.listdir(f"/proc/{d.proc.pid}/task")))
+            time.sleep(0.01)
+        assert all(f.result().types for f in futs)
+        assert idle + 1 <= peak <= idle + 3, (idle, peak)
 
 
 def test_sigterm_before_ready_exits_cleanly(tmp_path: Path) -> None:
