@@ -590,6 +590,8 @@ def _ids_by_prefix(spec: Spec, prefix: bytes, kind: Kind | None, lo: int) -> lis
     """Own ids >= lo of the types whose name starts with ``prefix``, through the name index
     (every string the prefix starts, found at C speed, looked up by name); None when that
     would take longer than walking every record (a short, common prefix)."""
+    if b"\0" in prefix:
+        return []  # no name has a NUL in it
     names = prefix_names(spec, prefix, most=max(1024, spec.count // 16))
     if names is None:
         return None

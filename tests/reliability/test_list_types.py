@@ -98,6 +98,18 @@ def test_list_types_equals_the_library_listing(daemon, specs: dict[str, Spec], s
         assert got_mid == library_listing(specs[spec], kind, match, pat, mid)
 
 
+def test_a_prefix_with_a_nul_matches_nothing(daemon, specs: dict[str, Spec]) -> None:
+    """Names hold no NUL, even where the string section has the prefix: a struct's name, its
+    NUL and the first byte of the string after it."""
+    vm = specs["vmlinux"]
+    t = next(t for t in vm.types() if t.kind == pb.KIND_STRUCT and t.name == "task_struct")
+    name_off = vm.raw(t.id)[0]
+    after = vm.string(name_off + len(t.name.encode()) + 1)
+    pat = f"{t.name}\0{after[:1]}"
+    for match in (pb.NAME_MATCH_PREFIX, pb.NAME_MATCH_GLOB):
+        assert listing(daemon, "vmlinux", 0, match, pat + ("*" if match == pb.NAME_MATCH_GLOB else ""))[0] == []
+
+
 def test_sizes_are_the_library_sizes(daemon, specs: dict[str, Spec]) -> None:
     got, _ = listing(daemon, "vmlinux", pb.KIND_STRUCT, pb.NAME_MATCH_PREFIX, "sk_")
     sizes = {t.id: t.size for p in daemon.stub().ListTypes(pb.ListTypesRequest(
