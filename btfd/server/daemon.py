@@ -24,6 +24,7 @@ from ..source import Mapper, SourceError
 from ..v1 import btfd_pb2
 from . import lifecycle
 from .fdpass import FdServer
+from .limits import Limits, Workers
 from .main import default_socket
 from .malloc import trimmer
 from .metrics import Metrics
@@ -173,8 +174,10 @@ class Daemon:
             ("grpc.max_receive_message_length", args.max_request_bytes),
             ("grpc.max_send_message_length", 64 << 20),
         ])
+        limits = Limits()
+        workers = Workers(args.worker_threads, limits)
         service = BtfService(self.specs, self.metrics, fd_socket=self.fd_path,
-                             cache_bytes=args.lookup_cache_bytes)
+                             cache_bytes=args.lookup_cache_bytes, limits=limits, workers=workers)
         add_to_server(service, server)
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -4,28 +4,27 @@ status codes in :mod:`btfd.server.errors` only."""
 from __future__ import annotations
 
 import asyncio
-import fnmatch
+import contextlib
 import functools
 import logging
 import os
-import re
 import sys
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
-
-import grpc
 
 from .. import __version__
 from ..btf import BTFNotFoundError, BTFRangeError, Kind, Spec
+from ..btf import query as Q
 from ..v1 import btfd_pb2 as pb
 from ..v1 import btfd_pb2_grpc as pb_grpc
-from .convert import referenced_ids, type_to_pb
-from .errors import RequestError, describe, quote
+from .convert import core_record_to_pb, type_to_pb
+from .errors import RequestError, quote
+from .limits import Limits, Workers, limit_error
 from .metrics import Metrics
 from .registry import Registry, SpecEntry
+from .rpc import add_to_server, stream, unary
 
 __all__ = ["BtfService", "add_to_server", "MAX_CHUNK", "MAX_PAGE", "MAX_REFERENCED"]
 
@@ -35,7 +34,6 @@ MAX_CHUNK = 256 * 1024
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10_000
 MAX_REFERENCED = 10_000  # types a LookupType with depth may return besides the matches
-_SIZED = frozenset({Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.DATASEC, Kind.FLOAT})
 
 R = TypeVar("R")
 
@@ -58,75 +56,6 @@ def _kind(value: int) -> Kind | None:
         raise RequestError(f"unknown kind {value}") from None
 
 
-class _Accounted:
-    """Counts one call in btfd_requests_total/btfd_request_duration_seconds exactly once,
-    whatever ends it: success, an error (aborted with the code :func:`describe` maps it to),
-    a cancellation or an expired deadline (CancelledError, or GeneratorExit when a stream is
-    dropped)."""
-
-    __slots__ = ("svc", "method", "context", "t0")
-
-    def __init__(self, svc: BtfService, method: str, context: Any) -> None:
-        self.svc, self.method, self.context = svc, method, context
-        self.t0 = time.perf_counter()
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None:
-            self.svc._done(self.method, "OK", self.t0)
-        elif isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-            self.svc._done(self.method, _ended_code(self.context), self.t0)
-        elif isinstance(exc, Exception):
-            code, message = describe(exc, self.method)
-            self.svc._done(self.method, code.name, self.t0)
-            await self.context.abort(code, message)
-        return False
-
-
-DEADLINE_SLACK = 0.1  # seconds: see _ended_code
-
-
-def _ended_code(context: Any) -> str:
-    """Why a call ended early: its deadline passed, or the client cancelled it. The client's
-    copy of the deadline fires first (the server's starts when the request arrives) and
-    cancels the call, so a cancellation within DEADLINE_SLACK of the deadline is the
-    deadline's doing."""
-    try:
-        left = context.time_remaining()
-    except Exception:  # noqa: BLE001 - a context without deadlines
-        left = None
-    return "DEADLINE_EXCEEDED" if left is not None and left <= DEADLINE_SLACK else "CANCELLED"
-
-
-def unary(method: str) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
-    def deco(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-        @functools.wraps(fn)
-        async def wrapper(self: BtfService, request: Any, context: grpc.aio.ServicerContext) -> R:
-            async with _Accounted(self, method, context):
-                return await fn(self, request, context)
-            raise AssertionError("unreachable")  # pragma: no cover - __aexit__ never swallows
-
-        return wrapper
-
-    return deco
-
-
-def stream(method: str) -> Callable[[Callable[..., AsyncIterator[R]]], Callable[..., AsyncIterator[R]]]:
-    def deco(fn: Callable[..., AsyncIterator[R]]) -> Callable[..., AsyncIterator[R]]:
-        @functools.wraps(fn)
-        async def wrapper(self: BtfService, request: Any,
-                          context: grpc.aio.ServicerContext) -> AsyncIterator[R]:
-            async with _Accounted(self, method, context):
-                async for item in fn(self, request, context):
-                    yield item
-
-        return wrapper
-
-    return deco
-
-
 def cache_entry_bytes(key: tuple[Any, ...], answer: bytes) -> int:
     """What one LookupType cache entry holds: the answer, its key (a tuple, the strings in
     it), and the (answer, size) pair with the ordered dict's slot and link: 220 bytes on
@@ -136,47 +65,19 @@ def cache_entry_bytes(key: tuple[Any, ...], answer: bytes) -> int:
                                                             if isinstance(k, str)) + 220
 
 
-def _passing_bytes(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
-    def serializer(message: Any) -> bytes:
-        return message if isinstance(message, bytes) else serialize(message)
-
-    return serializer
-
-
-class _Handlers:
-    """Stands in for a server to collect what the generated add_BtfServicer_to_server
-    registers."""
-
-    def __init__(self) -> None:
-        self.service = ""
-        self.handlers: dict[str, Any] = {}
-
-    def add_generic_rpc_handlers(self, handlers: Any) -> None:
-        pass
-
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
-        self.service, self.handlers = service, handlers
-
-
-def add_to_server(service: BtfService, server: Any) -> None:
-    """The generated registration, except that LookupType may answer serialized bytes (its
-    cache's entries) that go out as they are."""
-    got = _Handlers()
-    pb_grpc.add_BtfServicer_to_server(service, got)  # type: ignore[no-untyped-call]
-    h = got.handlers["LookupType"]
-    got.handlers["LookupType"] = h._replace(response_serializer=_passing_bytes(h.response_serializer))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(got.service, got.handlers),))
-    server.add_registered_method_handlers(got.service, got.handlers)
-
-
 class BtfService(pb_grpc.BtfServicer):
-    """btfd.v1.Btf over a :class:`Registry`."""
+    """btfd.v1.Btf over a :class:`Registry`: requests become :mod:`btfd.btf.query` and
+    :mod:`btfd.core` calls run by :class:`Workers` (budgets, lanes), entries are held with
+    :meth:`Registry.hold`."""
 
     def __init__(self, specs: Registry, metrics: Metrics, *, fd_socket: str,
-                 cache_bytes: int = 512 << 10) -> None:
+                 cache_bytes: int = 512 << 10, limits: Limits | None = None,
+                 workers: Workers | None = None) -> None:
         self.specs = specs
         self.metrics = metrics
         self.fd_socket = fd_socket
+        self.limits = limits or Limits()
+        self.workers = workers or Workers(2, self.limits)
         self.c_decl = _c_formatter()
         # Specs never change while served, so a LookupType answer can be reused as long as
         # the spec is there. Bounded by bytes (an LRU), so memory cannot grow with traffic.
@@ -203,6 +104,40 @@ class BtfService(pb_grpc.BtfServicer):
                                          self.metrics.duration.labels(method))
         child[0].inc()
         child[1].observe(time.perf_counter() - t0)
+
+    def _budget(self, context: Any) -> Q.Budget:
+        try:
+            left = context.time_remaining() if context is not None else None
+        except Exception:  # noqa: BLE001 - a context without deadlines
+            left = None
+        return self.workers.budget(left)
+
+    @contextlib.asynccontextmanager
+    async def _hold(self, names: list[str], budget: Q.Budget, optional: list[str] = ()) -> Any:  # type: ignore[assignment]
+        """Hold the named entries (and those of ``optional`` still served) for a block, with
+        :meth:`Registry.hold`; entered in a worker (opening a lazy module parses it)."""
+        stack = contextlib.ExitStack()
+
+        def enter() -> list[SpecEntry]:
+            held = list(stack.enter_context(self.specs.hold(names)))  # a copy: hold() releases its list
+            for n in optional:
+                with contextlib.suppress(BTFNotFoundError):  # unloaded since
+                    held += stack.enter_context(self.specs.hold([n]))
+            return held
+
+        try:
+            held = await self.workers.run(enter, budget)
+        except BaseException:
+            stack.close()
+            raise
+        with stack:
+            yield held
+
+    def _check_glob(self, pattern: str) -> None:
+        # Matching costs (name length) x (pattern length) / 64 (btfd.btf.query.Glob).
+        if len(pattern) > self.limits.max_pattern:
+            raise limit_error(f"a glob of {len(pattern)} characters", self.limits.max_pattern,
+                              "--max-pattern-length", "INVALID_ARGUMENT")
 
     # ---------------------------------------------------------------- RPCs
 
@@ -244,10 +179,19 @@ class BtfService(pb_grpc.BtfServicer):
             self._hit.inc()
             return hit[0]
         self._miss.inc()
+        key = request.WhichOneof("key")
+        if key is None:
+            raise RequestError("LookupType needs a name or an id")
+        kind = _kind(request.kind)
+        by_name = request.all_specs and key == "name"
+        names = ["vmlinux"] if by_name else [request.spec]
+        modules = [m.name for m in self.specs.module_entries()] if by_name else []
+        budget = self._budget(context)
         # Uncached lookups can be long (a name index to build, depth 64 over task_struct):
-        # in a thread, so the event loop keeps serving other calls and health checks.
-        modules = [m.name for m in self.specs.module_entries()] if request.all_specs else []
-        out = await asyncio.to_thread(self._lookup_serialized, request, modules)
+        # in a worker, so the event loop keeps serving other calls and health checks.
+        async with self._hold(names, budget, modules) as held:
+            out = await self.workers.run(lambda: self._lookup(request, kind, held, budget)
+                                         .SerializeToString(), budget, heavy=request.depth > 0)
         size = cache_entry_bytes(ck, out)
         if size <= self._cache_limit // 8:
             self._cache[ck] = (out, size)
@@ -257,39 +201,14 @@ class BtfService(pb_grpc.BtfServicer):
                 self._cache_size -= n
         return out
 
-    def _lookup_serialized(self, request: pb.LookupTypeRequest, modules: list[str]) -> bytes:
-        return self._lookup_held(request, modules).SerializeToString()
-
     def _generation(self, name: str) -> int:
         e = self.specs.entry_or_none(name)
         return e.generation if e is not None else 0
 
-    def _lookup_held(self, request: pb.LookupTypeRequest, modules: list[str]) -> pb.LookupTypeResponse:
-        """:meth:`_lookup` holding the specs it reads (released when it is done, even if the
-        call was cancelled meanwhile)."""
-        held: list[SpecEntry] = []
-        try:
-            if request.all_specs and request.WhichOneof("key") == "name":
-                held.append(self.specs.acquire("vmlinux"))
-                for m in modules:
-                    try:
-                        held.append(self.specs.acquire(m))
-                    except BTFNotFoundError:  # unloaded since the request came in
-                        pass
-            else:
-                held.append(self.specs.acquire(request.spec))
-            return self._lookup(request, held)
-        finally:
-            for e in held:
-                self.specs.release(e)
-
-    def _lookup(self, request: pb.LookupTypeRequest, entries: list[SpecEntry]) -> pb.LookupTypeResponse:
-        key = request.WhichOneof("key")
-        if key is None:
-            raise RequestError("LookupType needs a name or an id")
-        kind = _kind(request.kind)
+    def _lookup(self, request: pb.LookupTypeRequest, kind: Kind | None, entries: list[SpecEntry],
+                budget: Q.Budget) -> pb.LookupTypeResponse:
         found: list[tuple[SpecEntry, int]] = []
-        if key == "id":
+        if request.WhichOneof("key") == "id":
             e = entries[0]
             assert e.spec is not None
             if request.id >= e.spec.next_id:
@@ -307,25 +226,15 @@ class BtfService(pb_grpc.BtfServicer):
                 what = f"{kind.name.lower()} " if kind is not None else ""
                 raise BTFNotFoundError(f"no {what}type named {quote(request.name)} in "
                                        f"{'any spec' if request.all_specs else entries[0].name}")
+        by_spec = {id(e.spec): e for e, _ in found}
         out = pb.LookupTypeResponse()
-        seen: set[tuple[str, int]] = set()
-        frontier: list[tuple[SpecEntry, int]] = []
         for e, t in found:
             assert e.spec is not None
-            ty = e.spec.type(t)
-            out.types.append(type_to_pb(e.spec, ty, e.name, self.c_decl))
-            seen.add((e.name, t))
-            frontier.append((e, t))
-        for _ in range(min(request.depth, 64)):
-            nxt: list[tuple[SpecEntry, int]] = []
-            for e, t in frontier:
-                assert e.spec is not None
-                for r in referenced_ids(e.spec.type(t)):
-                    if r and (e.name, r) not in seen and len(out.referenced) < MAX_REFERENCED:
-                        seen.add((e.name, r))
-                        out.referenced.append(type_to_pb(e.spec, e.spec.type(r), e.name, self.c_decl))
-                        nxt.append((e, r))
-            frontier = nxt
+            out.types.append(type_to_pb(e.spec, e.spec.type(t), e.name, self.c_decl))
+        starts = [(e.spec, t) for e, t in found if e.spec is not None]
+        depth = min(request.depth, self.limits.max_depth)
+        for spec, r in Q.walk_refs(starts, depth, most=MAX_REFERENCED, budget=budget):
+            out.referenced.append(type_to_pb(spec, spec.type(r), by_spec[id(spec)].name, self.c_decl))
         return out
 
     @stream("ListTypes")
@@ -345,14 +254,13 @@ class BtfService(pb_grpc.BtfServicer):
             raise RequestError("a name match needs a name pattern")
         if match not in (pb.NAME_MATCH_ANY, pb.NAME_MATCH_EXACT, pb.NAME_MATCH_PREFIX, pb.NAME_MATCH_GLOB):
             raise RequestError(f"unknown name match {match}")
-        e = self.specs.acquire(request.spec)
-        # Pages are computed in a thread (a filtered walk over every type is too long for the
-        # event loop); the entry is released once the stream is over AND no page is running.
-        hold = _PageHold(self.specs, e)
-        try:
+        if match == pb.NAME_MATCH_GLOB:
+            self._check_glob(pat)
+        budget = self._budget(context)
+        async with self._hold([request.spec], budget) as [e]:
             assert e.spec is not None
-            it = _matching(e.spec, kind, match, pat, request.start_id)
-            look: list[pb.TypeSummary] = []
+            it = Q.matching(e.spec, pat, match, kind=kind, start_id=request.start_id, budget=budget)
+            look: list[Q.Summary] = []
 
             def next_page(n: int) -> tuple[list[pb.TypeSummary], bool]:
                 # Up to n matches, and whether another follows (peeked, kept for next time).
@@ -363,14 +271,15 @@ class BtfService(pb_grpc.BtfServicer):
                         look.append(ts)
                         break
                     out.append(ts)
-                return out, bool(look)
+                return [pb.TypeSummary(id=s.id, kind=s.kind, name=s.name, size=s.size)  # type: ignore[arg-type]
+                        for s in out], bool(look)
 
             # next_start_id is 0 exactly when nothing follows (the last page, full or not, or
             # the limit reached the end).
             sent = 0
             while True:
                 n = min(page, limit - sent) if limit else page
-                types, more = await hold.run(next_page, n)
+                types, more = await self.workers.run(functools.partial(next_page, n), budget, heavy=True)
                 sent += len(types)
                 batch = pb.ListTypesResponse(types=types)
                 if more:
@@ -378,13 +287,10 @@ class BtfService(pb_grpc.BtfServicer):
                 yield batch
                 if not more or (limit and sent >= limit):
                     return
-        finally:
-            hold.stream_done()
 
     @stream("ReadRaw")
     async def ReadRaw(self, request: pb.ReadRawRequest, context: Any) -> AsyncIterator[pb.ReadRawResponse]:
-        e = self.specs.acquire(request.spec)
-        try:
+        with self.specs.hold([request.spec]) as [e]:
             src = e.source
             assert src is not None
             end = request.offset + request.length
@@ -398,8 +304,6 @@ class BtfService(pb_grpc.BtfServicer):
                 yield pb.ReadRawResponse(offset=off, data=bytes(src.data[off : off + n]))
                 off += n
                 await asyncio.sleep(0)
-        finally:
-            self.specs.release(e)
 
     def _core_target(self, e: SpecEntry, modules: list[SpecEntry]) -> Any:
         """The CO-RE target of a held entry (with module BTF: ``modules``, also held)."""
@@ -413,76 +317,64 @@ class BtfService(pb_grpc.BtfServicer):
                 e.core_target = CoreTarget(e.spec)
             return e.core_target
 
-    def _hold_targets(self, names: list[str], include_modules: bool) -> tuple[list[SpecEntry], list[Any]]:
-        """Acquire the named specs (and, with include_modules, every module) and build their
-        targets. The caller releases the returned entries."""
-        held: list[SpecEntry] = []
-        try:
-            mods: list[SpecEntry] = []
-            if include_modules and "vmlinux" in [n or "vmlinux" for n in names]:
-                for m in [x.name for x in self.specs.module_entries()]:
-                    try:
-                        mods.append(self.specs.acquire(m))
-                    except BTFNotFoundError:
-                        pass
-                    else:
-                        held.append(mods[-1])
-            targets = []
-            for n in names:
-                e = self.specs.acquire(n)
-                held.append(e)
-                targets.append(self._core_target(e, mods if e.name == "vmlinux" else []))
-            return held, targets
-        except BaseException:
-            for e in held:
-                self.specs.release(e)
-            raise
+    def _spec_names(self, request: pb.ResolveCoreRequest) -> list[str]:
+        """The specs a ResolveCore names, each once, in order, at most --max-specs-per-request,
+        each served (NOT_FOUND before any work otherwise)."""
+        names = list(dict.fromkeys(request.specs)) or [request.spec or "vmlinux"]
+        if len(names) > self.limits.max_specs:
+            raise limit_error(f"{len(names)} distinct specs", self.limits.max_specs,
+                              "--max-specs-per-request")
+        for n in names:
+            if self.specs.entry_or_none(n or "vmlinux") is None:
+                raise BTFNotFoundError(f"no spec named {quote(n)}; served: {', '.join(self.specs.names())}")
+        return names
 
     @unary("ResolveCore")
     async def ResolveCore(self, request: pb.ResolveCoreRequest, context: Any) -> pb.ResolveCoreResponse:
         from ..core import ByteOrderError, RecordInput, parse_object, resolve_object, resolve_records
 
-        names = list(request.specs) or [request.spec or "vmlinux"]
         which = request.WhichOneof("input")
         if which is None:
             raise RequestError("ResolveCore needs an object or records")
+        names = self._spec_names(request)
+        with_mods = request.include_modules and "vmlinux" in [n or "vmlinux" for n in names]
+        modules = [m.name for m in self.specs.module_entries()] if with_mods else []
+        budget = self._budget(context)
 
-        def work() -> pb.ResolveCoreResponse:
-            held, targets = self._hold_targets(names, request.include_modules)
-            try:
-                out = pb.ResolveCoreResponse()
-                if which == "object":
-                    obj = parse_object(request.object)
+        def work(held: list[SpecEntry]) -> pb.ResolveCoreResponse:
+            mods = held[len(names):]
+            targets = [self._core_target(e, mods if e.name == "vmlinux" else []) for e in held[: len(names)]]
+            out = pb.ResolveCoreResponse()
+            if which == "object":
+                obj = parse_object(request.object)
 
-                    def one(t: Any) -> Any:
-                        return resolve_object(obj, t, want_patched=request.want_patched)
-                else:
-                    recs = [RecordInput(r.sec, r.insn_off, r.type_id, r.access, r.kind)
-                            for r in request.records.records]
+                def one(t: Any) -> Any:
+                    return resolve_object(obj, t, want_patched=request.want_patched)
+            else:
+                recs = [RecordInput(r.sec, r.insn_off, r.type_id, r.access, r.kind)
+                        for r in request.records.records]
 
-                    def one(t: Any) -> Any:
-                        return resolve_records(request.records.local_btf, recs, t)
-                for n, t in zip(names, targets, strict=True):
-                    try:
-                        res = one(t)
-                    except ByteOrderError as exc:
-                        if len(names) == 1:
-                            raise
-                        # A fleet's view: this kernel cannot take the object, the others can.
-                        out.results.append(pb.CoreResult(spec=n, refused=str(exc)))
-                        continue
-                    cr = pb.CoreResult(spec=n, errors=res.errors)
-                    for r in res.records:
-                        cr.relocations.append(core_record_to_pb(r))
-                    for (sec, prog), insns in res.programs.items():
-                        cr.programs.append(pb.PatchedProgram(sec=sec, prog=prog, insns=insns))
-                    out.results.append(cr)
-                return out
-            finally:
-                for e in held:
-                    self.specs.release(e)
+                def one(t: Any) -> Any:
+                    return resolve_records(request.records.local_btf, recs, t)
+            for n, t in zip(names, targets, strict=True):
+                budget.check()
+                try:
+                    res = one(t)
+                except ByteOrderError as exc:
+                    if len(names) == 1:
+                        raise
+                    # A fleet's view: this kernel cannot take the object, the others can.
+                    out.results.append(pb.CoreResult(spec=n, refused=str(exc)))
+                    continue
+                cr = pb.CoreResult(spec=n, errors=res.errors)
+                cr.relocations.extend(core_record_to_pb(r) for r in res.records)
+                for (sec, prog), insns in res.programs.items():
+                    cr.programs.append(pb.PatchedProgram(sec=sec, prog=prog, insns=insns))
+                out.results.append(cr)
+            return out
 
-        return await asyncio.to_thread(work)
+        async with self._hold(names, budget, modules) as held:
+            return await self.workers.run(functools.partial(work, held), budget, heavy=True)
 
     @unary("MinimizeBtf")
     async def MinimizeBtf(self, request: pb.MinimizeBtfRequest, context: Any) -> pb.MinimizeBtfResponse:
@@ -490,186 +382,14 @@ class BtfService(pb_grpc.BtfServicer):
 
         if not request.objects:
             raise RequestError("MinimizeBtf needs at least one object")
+        if len(request.objects) > self.limits.max_objects:
+            raise limit_error(f"{len(request.objects)} objects", self.limits.max_objects,
+                              "--max-objects-per-request")
+        budget = self._budget(context)
+        async with self._hold([request.spec or "vmlinux"], budget) as [e]:
 
-        def work() -> pb.MinimizeBtfResponse:
-            held, [target] = self._hold_targets([request.spec or "vmlinux"], False)
-            try:
-                m = minimize(list(request.objects), target)
+            def work() -> pb.MinimizeBtfResponse:
+                m = minimize(list(request.objects), self._core_target(e, []))
                 return pb.MinimizeBtfResponse(btf=m.btf, type_count=len(m.types))
-            finally:
-                for e in held:
-                    self.specs.release(e)
 
-        return await asyncio.to_thread(work)
-
-
-
-class _PageHold:
-    """A held registry entry shared by a stream and the page threads it starts: released by
-    whichever finishes last (a cancelled stream must not free a spec a page still reads)."""
-
-    __slots__ = ("specs", "entry", "lock", "busy", "done")
-
-    def __init__(self, specs: Registry, entry: SpecEntry) -> None:
-        self.specs, self.entry = specs, entry
-        self.lock = threading.Lock()
-        self.busy = self.done = False
-
-    async def run(self, fn: Callable[[int], R], arg: int) -> R:
-        with self.lock:
-            self.busy = True  # before the thread starts: a cancellation meanwhile must wait
-
-        def work() -> R:
-            try:
-                return fn(arg)
-            finally:
-                with self.lock:
-                    self.busy = False
-                    release = self.done
-                if release:
-                    self.specs.release(self.entry)
-
-        return await asyncio.to_thread(work)
-
-    def stream_done(self) -> None:
-        with self.lock:
-            self.done = True
-            release = not self.busy
-        if release:
-            self.specs.release(self.entry)
-
-
-def _string_sections(spec: Spec) -> Iterator[tuple[Any, int, int, int]]:
-    """(buffer, start, end, first string offset) of a spec's string section and its bases'."""
-    chain = []
-    s: Spec | None = spec
-    while s is not None:
-        chain.append(s)
-        s = s.base
-    base_off = 0
-    for x in reversed(chain):  # the base's strings come first in the offset space
-        h = x.header
-        yield x.data, h.strs_start, h.strs_end, base_off
-        base_off += h.strs_end - h.strs_start
-
-
-def prefix_names(spec: Spec, prefix: bytes, most: int) -> set[bytes] | None:
-    """Every string a name can be that starts with ``prefix`` (no NUL in it): from each place
-    the prefix occurs in the string sections, found by the buffer's own (C) search, to the
-    next NUL. Any place counts, not only starts of strings: a name_off may point into a
-    string. None when there are more than ``most`` (too many to look up one by one)."""
-    names: set[bytes] = set()
-    for data, ss, se, _ in _string_sections(spec):
-        p = data.find(prefix, ss, se)
-        while p >= 0:
-            e = data.find(b"\0", p, se)
-            names.add(bytes(data[p : e if e >= 0 else se]))
-            if len(names) > most:
-                return None
-            p = data.find(prefix, p + 1, se)
-    return names
-
-
-def name_starts_with(spec: Spec, prefix: bytes) -> Callable[[int], bool]:
-    """A test of a name_off: does the string there start with ``prefix``? Compared in place
-    (the buffer's own search bounded to the prefix's length), nothing decoded or collected."""
-    sections = list(_string_sections(spec))
-    n = len(prefix)
-
-    def test(name_off: int) -> bool:
-        for data, ss, se, off0 in reversed(sections):  # own strings last in the offset space
-            if name_off >= off0:
-                at = ss + name_off - off0
-                return at + n <= se and bool(data.find(prefix, at, at + n) == at)
-        return False
-
-    return test
-
-
-def _ids_by_prefix(spec: Spec, prefix: bytes, kind: Kind | None, lo: int) -> list[int] | None:
-    """Own ids >= lo of the types whose name starts with ``prefix``, through the name index
-    (every string the prefix starts, found at C speed, looked up by name); None when that
-    would take longer than walking every record (a short, common prefix)."""
-    if b"\0" in prefix:
-        return []  # no name has a NUL in it
-    names = prefix_names(spec, prefix, most=max(1024, spec.count // 16))
-    if names is None:
-        return None
-    ids: list[int] = []
-    for n in names:
-        try:
-            name = n.decode("utf-8")
-        except UnicodeDecodeError:
-            return None  # the walk compares names as the listing shows them
-        ids.extend(t for t in spec.find_ids(name, kind) if t >= lo)
-    ids.sort()
-    return ids
-
-
-def _literal_prefix(glob: str) -> str:
-    """The part of a glob before its first wildcard (``[``, ``*``, ``?``)."""
-    for i, c in enumerate(glob):
-        if c in "*?[":
-            return glob[:i]
-    return glob
-
-
-def _matching(spec: Spec, kind: Kind | None, match: int, pat: str,
-              start_id: int) -> Iterator[pb.TypeSummary]:
-    """Summaries of the spec's own types from ``start_id`` on that match, in id order.
-    EXACT uses the name index; PREFIX (and a glob's literal prefix) finds the strings that
-    can match in the string sections and looks them up in the name index, or, for a short
-    common prefix, walks the records testing each one's name in place (only matches are
-    decoded). A glob without a literal prefix walks them all."""
-    k: Any
-    if match == pb.NAME_MATCH_EXACT:
-        lo = max(start_id, spec.start_id)
-        for t in spec.find_ids(pat, kind):
-            if t >= lo:
-                name_off, info, st = spec.raw(t)
-                k = (info >> 24) & 0x7F
-                yield pb.TypeSummary(id=t, kind=k, name=pat, size=st if k in _SIZED else 0)
-        return
-    want: Callable[[str], Any] | None = None
-    lit = pat if match == pb.NAME_MATCH_PREFIX else ""
-    if match == pb.NAME_MATCH_GLOB:
-        want = re.compile(fnmatch.translate(pat), re.S).match
-        lit = _literal_prefix(pat)
-    starts: Callable[[int], bool] | None = None
-    if lit:
-        ids = _ids_by_prefix(spec, lit.encode(), kind, max(start_id, spec.start_id))
-        if ids is not None:
-            for t in ids:
-                name_off, info, st = spec.raw(t)
-                name = spec.string(name_off)
-                if want is not None and not want(name):
-                    continue
-                k = (info >> 24) & 0x7F
-                yield pb.TypeSummary(id=t, kind=k, name=name, size=st if k in _SIZED else 0)
-            return
-        starts = name_starts_with(spec, lit.encode())
-    for tid, name_off, info, st in spec.iter_raw(start_id or None):
-        k = (info >> 24) & 0x7F
-        if kind is not None and k != kind:
-            continue
-        if starts is not None and not starts(name_off):
-            continue
-        name = spec.string(name_off) if name_off else ""
-        if want is not None and not want(name):
-            continue
-        yield pb.TypeSummary(id=tid, kind=k, name=name, size=st if k in _SIZED else 0)
-
-
-def core_record_to_pb(r: Any) -> pb.CoreRelocation:
-    """A :class:`btfd.core.CoreRecord` as its protobuf message."""
-    ms = r.mem_size or {}
-    return pb.CoreRelocation(
-        sec=r.sec, prog=r.prog, insn=r.insn, sec_insn=r.sec_insn, kind=r.kind, type_id=r.type_id,
-        type_name=r.type_name, access=r.access, status=r.status,
-        new_val=(r.new_val or 0) & 0xFFFFFFFFFFFFFFFF,
-        orig_val=(r.orig_val or 0) & 0xFFFFFFFFFFFFFFFF,
-        mem_size_from=ms.get("from", 0), mem_size_to=ms.get("to", 0),
-        target_type_id=r.target_type_id or 0, target_access=r.target_access or "",
-        error=r.error or "",
-    )
-
+            return await self.workers.run(work, budget, heavy=True)
