@@ -21,6 +21,7 @@ import fcntl
 import lzma
 import mmap
 import os
+import stat
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ __all__ = [
     "bytes_source",
     "file_identity",
     "sealed_memfd",
+    "reopen_read_only",
+    "check_file",
+    "MAX_FILE_BYTES",
     "map_fd",
     "SEALS",
     "MODE_KERNEL_MMAP",
@@ -49,6 +53,10 @@ __all__ = [
 MODE_KERNEL_MMAP = "kernel-mmap"
 MODE_SEALED_MEMFD = "sealed-memfd"
 MODE_BYTES = "bytes"
+
+#: Largest file opened to serve (btfd --max-file-bytes): the biggest vmlinux BTF seen is ~10
+#: MiB, a module's a few hundred KiB; a file past this is refused before a byte is read.
+MAX_FILE_BYTES = 256 << 20
 
 SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
 _CHUNK = 1 << 20
@@ -95,6 +103,39 @@ class Source:
             except BufferError:  # views of it are still alive: the GC unmaps it later
                 pass
         self.data = b""
+
+
+def reopen_read_only(fd: int) -> int:
+    """A new, read-only open file description of the file ``fd`` refers to (through
+    /proc/self/fd: works for memfds and deleted files too). A dup would share the offset
+    and status flags (O_NONBLOCK) with every other dup: one client seeking or setting
+    O_NONBLOCK on its fd would change every other client's."""
+    return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+
+
+_BTF_MAGICS = (b"\x9f\xeb", b"\xeb\x9f")
+_ELF_MAGIC = b"\x7fELF"
+
+
+def check_file(fd: int, path: str, max_bytes: int | None = None, *, archive: bool = False) -> int:
+    """The size of the open file ``fd``, once it is known to be worth reading: a regular
+    file (or a kernel sysfs file), at most ``max_bytes`` (default :data:`MAX_FILE_BYTES`),
+    starting with a BTF magic, an ELF header or (``archive``) an xz header. Raises
+    :class:`SourceError` otherwise, before anything more than the first bytes is read."""
+    limit = MAX_FILE_BYTES if max_bytes is None else max_bytes
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(f"{path} is not a regular file")
+    if st.st_size > limit:
+        raise SourceError(f"{path} is {st.st_size} bytes, over the limit of {limit} "
+                          f"(btfd --max-file-bytes raises it)")
+    head = os.pread(fd, 8, 0)
+    if st.st_size and not head:
+        return st.st_size  # sysfs files report a size but are read by the kernel in order
+    ok = head[:2] in _BTF_MAGICS or head[:4] == _ELF_MAGIC or (archive and head[:6] == b"\xfd7zXZ\x00")
+    if head and not ok:
+        raise SourceError(f"{path} is neither BTF nor ELF (starts with {head[:4].hex()})")
+    return st.st_size
 
 
 def map_fd(fd: int, size: int | None = None) -> mmap.mmap:
@@ -164,13 +205,28 @@ def _copy_stream(read: Callable[[int], bytes]) -> Callable[[int], int]:
     return fill
 
 
+def _bounded_read(fd: int, size: int, path: str) -> Callable[[int], bytes]:
+    """Reads of ``fd`` that stop with an error past ``size`` bytes (a file that grows while
+    it is copied)."""
+    done = [0]
+
+    def read(n: int) -> bytes:
+        b = os.read(fd, n)
+        done[0] += len(b)
+        if done[0] > size and size > 0:
+            raise SourceError(f"{path} grew past its {size} bytes while it was read")
+        return b
+
+    return read
+
+
 def _errno_text(e: OSError) -> str:
     name = errno.errorcode.get(e.errno or 0, str(e.errno))
     return f"{name}: {e.strerror or e}"
 
 
 def open_kernel_btf(path: str = "/sys/kernel/btf/vmlinux", *, allow_mmap: bool = True,
-                    mapper: Mapper | None = None) -> Source:
+                    mapper: Mapper | None = None, max_bytes: int | None = None) -> Source:
     """Open a kernel BTF file: mapped directly when the kernel allows it, else copied once
     into a sealed memfd (module BTF, kernels before 6.16: ``mmap_refused`` then says why)."""
     try:
@@ -179,7 +235,7 @@ def open_kernel_btf(path: str = "/sys/kernel/btf/vmlinux", *, allow_mmap: bool =
         raise SourceError(f"cannot open {path}: {e.strerror}") from e
     refused = ""
     try:
-        size = os.fstat(fd).st_size
+        size = check_file(fd, path, max_bytes)
         if allow_mmap and size > 0:
             try:
                 m = (mapper or map_fd)(fd, size)
@@ -188,7 +244,7 @@ def open_kernel_btf(path: str = "/sys/kernel/btf/vmlinux", *, allow_mmap: bool =
             else:
                 return Source(path, MODE_KERNEL_MMAP, size, m, fd)
         try:
-            src = _memfd_source(path, os.path.basename(path), _copy_stream(lambda n: os.read(fd, n)))
+            src = _memfd_source(path, os.path.basename(path), _copy_stream(_bounded_read(fd, size, path)))
         except OSError as e:
             raise SourceError(f"cannot read {path}: {e.strerror}") from e
     except BaseException:
@@ -224,7 +280,8 @@ def open_source(path: str) -> Source:
     return _open_regular(path, btf_only=False)
 
 
-def open_btf(path: str, *, mapper: Mapper | None = None, kernel: bool | None = None) -> Source:
+def open_btf(path: str, *, mapper: Mapper | None = None, kernel: bool | None = None,
+             max_bytes: int | None = None) -> Source:
     """Open a BTF file to serve; the blob (and the fd handed to clients) is raw BTF. Kernel
     files (under /sys, or ``kernel=True``) are mapped when the kernel allows it (``mapper``:
     see :func:`open_kernel_btf`). A btfhub ``.btf.tar.xz`` is streamed into a sealed memfd;
@@ -232,18 +289,21 @@ def open_btf(path: str, *, mapper: Mapper | None = None, kernel: bool | None = N
     if kernel is None:
         kernel = os.path.realpath(path).startswith("/sys/")
     if kernel:
-        return open_kernel_btf(path, mapper=mapper)
+        return open_kernel_btf(path, mapper=mapper, max_bytes=max_bytes)
     if path.endswith(".tar.xz"):
         return _open_btfhub_archive(path)
-    return _open_regular(path, btf_only=True)
+    return _open_regular(path, btf_only=True, max_bytes=max_bytes)
 
 
-def _open_regular(path: str, *, btf_only: bool) -> Source:
+def _open_regular(path: str, *, btf_only: bool, max_bytes: int | None = None) -> Source:
     try:
         with open(path, "rb") as f:
-            blob = f.read()
+            size = check_file(f.fileno(), path, max_bytes)
+            blob = f.read(size + 1)
     except OSError as e:
         raise SourceError(f"cannot read {path}: {e.strerror}") from e
+    if len(blob) > size:
+        raise SourceError(f"{path} grew past its {size} bytes while it was read")
     if not blob:
         raise SourceError(f"{path} is empty")
     view = memoryview(blob)

@@ -18,16 +18,16 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from .. import __version__
+from .. import __version__, source
 from ..btf import BTFError
 from ..source import Mapper, SourceError
 from ..v1 import btfd_pb2
 from . import lifecycle
 from .fdpass import FdServer
-from .limits import Limits, Workers
+from .limits import RateLimited, Workers, from_args
 from .main import default_socket
 from .malloc import trimmer
-from .metrics import Metrics
+from .metrics import Metrics, unix_connections
 from .registry import Registry
 from .service import BtfService, add_to_server
 
@@ -98,6 +98,7 @@ class Daemon:
                 vmlinux = _btf_from_dir(args.btf_dir, os.uname().release)
                 log.info("the kernel has no BTF: serving %s from --btf-dir", vmlinux)
         modules_dir = self._modules_dir(sysfs, vmlinux, sysfs_vmlinux)
+        source.MAX_FILE_BYTES = args.max_file_bytes  # every spec file opened is checked first
         try:
             self.specs = Registry(vmlinux_path=vmlinux, sysfs_dir=modules_dir, extra=extra, mapper=mapper)
         except SourceError as exc:
@@ -170,20 +171,42 @@ class Daemon:
         except (OSError, ValueError) as exc:
             log.error("cannot use the fd socket passed by systemd: %s", exc)
             return 1
+        limits = from_args(args)
+        # Connections are bounded by gRPC core: a cap on connections open at once (past it,
+        # new ones are closed as accepted: gRPC cannot see a Unix peer's uid, so the cap is
+        # global), an idle timeout, a handshake deadline and a cap on calls per connection.
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", args.max_request_bytes),
             ("grpc.max_send_message_length", 64 << 20),
+            ("grpc.max_allowed_incoming_connections", limits.max_connections),
+            ("grpc.max_connection_idle_ms", int(limits.connection_idle * 1000)),
+            ("grpc.server_handshake_timeout_ms", 10_000),
+            ("grpc.max_concurrent_streams", limits.max_streams),
         ])
-        limits = Limits()
-        workers = Workers(args.worker_threads, limits)
-        service = BtfService(self.specs, self.metrics, fd_socket=self.fd_path,
-                             cache_bytes=args.lookup_cache_bytes, limits=limits, workers=workers)
-        add_to_server(service, server)
+        self.metrics.grpc_connections.set_function(lambda: unix_connections(self.socket_path))
         health = health_aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health, server)
         names = (btfd_pb2.DESCRIPTOR.services_by_name["Btf"].full_name,
                  health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME)
+
+        def saturation(on: bool) -> None:
+            self.metrics.saturated.set(1 if on else 0)
+            self._limited(logging.WARNING, "saturated", "requests wait %s than %.1f s for a worker: "
+                          "health %s", "longer" if on else "no longer", limits.queue_threshold,
+                          "NOT_SERVING" if on else "SERVING again")
+            if not self._stop.is_set():
+                status = (health_pb2.HealthCheckResponse.NOT_SERVING if on
+                          else health_pb2.HealthCheckResponse.SERVING)
+                for svc in ("", names[0]):
+                    loop.create_task(health.set(svc, status))
+
+        self._limited = RateLimited(log)
+        workers = self.workers = Workers(args.worker_threads, limits, queue=self.metrics.worker_queue,
+                                         on_saturation=saturation)
+        service = BtfService(self.specs, self.metrics, fd_socket=self.fd_path,
+                             cache_bytes=args.lookup_cache_bytes, limits=limits, workers=workers)
+        add_to_server(service, server)
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(names, server)
         try:
             lifecycle.claim_socket_path(self.socket_path)
@@ -198,7 +221,7 @@ class Daemon:
             return 1
         self._bound.append(self.socket_path)
         fd_server = FdServer(self.specs, self.metrics, allow_uids=set(args.allow_uid),
-                             allow_gids=set(args.allow_gid))
+                             allow_gids=set(args.allow_gid), limits=limits)
         try:
             if not adopted:
                 fd_sock = lifecycle.bind_unix(self.fd_path)
@@ -217,6 +240,7 @@ class Daemon:
         rescan_task = loop.create_task(self._rescan_loop()) if args.module_rescan > 0 else None
         trim = trimmer() if args.malloc_trim_interval > 0 else None
         trim_task = loop.create_task(self._trim_loop(trim)) if trim is not None else None
+        watch_task = loop.create_task(self._watch_saturation())
         vm = self.specs.vmlinux
         assert vm.spec is not None and vm.source is not None
         held = vm.source.mode
@@ -232,17 +256,34 @@ class Daemon:
         log.info("stopping: draining in-flight requests (grace %.1fs)", args.grace_period)
         for svc in ("", names[0]):
             await health.set(svc, health_pb2.HealthCheckResponse.NOT_SERVING)
-        for task in (rescan_task, trim_task):
+        for task in (rescan_task, trim_task, watch_task):
             if task is not None:
                 task.cancel()
         await fd_server.close()
-        await server.stop(args.grace_period)
+        try:  # a call waiting for its worker thread must not hold the exit past the deadline
+            await asyncio.wait_for(server.stop(args.grace_period), args.grace_period + 1)
+        except asyncio.TimeoutError:
+            log.warning("gRPC calls still running %.1f s after the stop", args.grace_period + 1)
         self._remove_sockets()
         if isinstance(metrics_server, tuple):
             metrics_server[0].shutdown()
+        if workers.running:
+            # Worker threads cannot be interrupted, and the interpreter would wait for them at
+            # exit (past the drain deadline, until SIGKILL): the process ends here instead.
+            log.warning("stopped with %d request(s) still in worker threads: exiting without "
+                        "waiting for them", workers.running)
+            logging.shutdown()
+            os._exit(0)
         self.specs.close()
         log.info("stopped")
         return 0
+
+    async def _watch_saturation(self) -> None:
+        """A queue stuck behind long work starts nothing, so saturation is also checked
+        here, and cleared once the queue is empty again."""
+        while True:
+            await asyncio.sleep(0.25)
+            self.workers.check_saturation()
 
     def _on_stop(self, sig: signal.Signals) -> None:
         if not self._stop.is_set():

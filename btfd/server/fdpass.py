@@ -22,6 +22,7 @@ import array
 import asyncio
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -30,7 +31,9 @@ import socket
 import struct
 import termios
 
+from ..source import reopen_read_only
 from .errors import describe, quote
+from .limits import Limits, RateLimited
 from .metrics import Metrics
 from .registry import Registry
 
@@ -41,6 +44,8 @@ MAX_LINE = 4096
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13
 _MAX_GROUPS = 65536
 _RESERVED_FDS = 32  # the daemon's own fds: specs, gRPC listener, metrics, logs, ...
+_REFUSE_PENDING = 64  # refused connections waiting for their request line; more: closed at once
+_REFUSE_WAIT = 1.0  # seconds a refused peer has to send its line before it is closed
 _DRAIN_POLL_MAX = 0.25  # seconds between SIOCOUTQ polls of a peer that does not read
 
 
@@ -96,14 +101,21 @@ class FdServer:
         *,
         allow_uids: set[int] | None = None,
         allow_gids: set[int] | None = None,
-        idle_timeout: float = 60.0,
+        idle_timeout: float | None = None,
         max_clients: int = 1024,
+        limits: Limits | None = None,
     ) -> None:
         self.specs = specs
         self.metrics = metrics
         self.allow_uids = allow_uids or set()
         self.allow_gids = allow_gids or set()
-        self.idle_timeout = idle_timeout
+        self.limits = limits or Limits()
+        # A whole request line must arrive within this (not per chunk: a byte every few
+        # seconds does not keep a slot).
+        self.idle_timeout = idle_timeout if idle_timeout is not None else self.limits.fd_request_seconds
+        self._per_uid: dict[int, int] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # refused connections being closed
+        self._log = RateLimited(log)
         self.max_clients = client_cap(max_clients)
         if self.max_clients < max_clients:
             log.info("fd socket: at most %d clients at once (open-file limit %d)",
@@ -135,56 +147,117 @@ class FdServer:
             except asyncio.CancelledError:
                 raise
             except OSError as exc:
-                log.warning("fd socket accept failed: %s", exc)
+                self._log(logging.WARNING, "accept", "fd socket accept failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
-            if len(self._clients) >= self.max_clients:
-                log.warning("fd socket: %d clients already, refusing one", len(self._clients))
-                self.metrics.fd_requests.labels("RESOURCE_EXHAUSTED").inc()
-                try:
-                    conn.setblocking(False)
-                    conn.send(_error(f"too many fd-socket clients ({self.max_clients}); "
-                                     f"try again later", "RESOURCE_EXHAUSTED"))
-                except OSError:
-                    pass
+            # The peer is checked here, before anything is read: a refused peer is closed at
+            # once and holds no slot.
+            try:
+                conn.setblocking(False)
+                pid, uid, gid = peer_credentials(conn)
+                allowed = self.allowed(uid, gid, peer_groups(conn) if self.allow_gids else None)
+            except OSError:
                 conn.close()
                 continue
-            t = loop.create_task(self._serve(conn))
+            if not allowed:
+                self.metrics.fd_refused.inc()
+                self._log(logging.WARNING, f"refused-{uid}", "fd socket: refused pid %d uid %d gid %d "
+                          "(not in the allow lists)", pid, uid, gid)
+                self._refuse(conn, "peer uid/gid not allowed", "PERMISSION_DENIED")
+                continue
+            if len(self._clients) >= self.max_clients:
+                self._log(logging.WARNING, "full", "fd socket: %d clients already, refusing one "
+                          "(uid %d)", len(self._clients), uid)
+                self.metrics.limited.labels("fd_clients").inc()
+                self._refuse(conn, f"too many fd-socket clients ({self.max_clients}); try again later",
+                             "RESOURCE_EXHAUSTED")
+                continue
+            mine = self._per_uid.get(uid, 0)
+            if mine >= self.limits.fd_per_uid and uid != 0:
+                self._log(logging.WARNING, f"uid-{uid}", "fd socket: uid %d holds %d connections "
+                          "(--fd-clients-per-uid), refusing one", uid, mine)
+                self.metrics.limited.labels("fd_clients_per_uid").inc()
+                self._refuse(conn, f"uid {uid} has {mine} fd-socket connections open, the limit "
+                             f"(btfd --fd-clients-per-uid raises it)", "RESOURCE_EXHAUSTED")
+                continue
+            self._per_uid[uid] = mine + 1
+            t = loop.create_task(self._serve(conn, pid, uid))
             self._clients.add(t)
-            t.add_done_callback(self._clients.discard)
+            self.metrics.fd_connections.set(len(self._clients))
+            t.add_done_callback(functools.partial(self._gone, uid))
 
-    async def _serve(self, conn: socket.socket) -> None:
+    def _gone(self, uid: int, t: asyncio.Task[None]) -> None:
+        self._clients.discard(t)
+        self.metrics.fd_connections.set(len(self._clients))
+        n = self._per_uid.get(uid, 1) - 1
+        if n > 0:
+            self._per_uid[uid] = n
+        else:
+            self._per_uid.pop(uid, None)
+
+    def _refuse(self, conn: socket.socket, message: str, code: str) -> None:
+        """Answer (if the socket takes it without waiting) and close: at once when many
+        refusals are pending, else once the peer has sent its request line (or after
+        _REFUSE_WAIT), so that its write does not fail with EPIPE before it reads why."""
+        self.metrics.fd_requests.labels(code).inc()
+        try:
+            conn.send(_error(message, code))
+        except OSError:
+            conn.close()
+            return
+        if len(self._closing) >= _REFUSE_PENDING:
+            conn.close()
+            return
+        t = asyncio.get_running_loop().create_task(self._close_soon(conn))
+        self._closing.add(t)
+        t.add_done_callback(self._closing.discard)
+
+    async def _close_soon(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        conn.setblocking(False)
+        try:
+            async with asyncio.timeout(_REFUSE_WAIT):
+                got = 0
+                while got <= MAX_LINE:
+                    chunk = await loop.sock_recv(conn, 4096)
+                    if not chunk or b"\n" in chunk:
+                        break
+                    got += len(chunk)
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            conn.close()
+
+    async def _serve(self, conn: socket.socket, pid: int, uid: int) -> None:
+        loop = asyncio.get_running_loop()
         linger = True  # hold the slot until the peer has read our last answer (or closed)
         try:
-            pid, uid, gid = peer_credentials(conn)
-            allowed = self.allowed(uid, gid, peer_groups(conn) if self.allow_gids else None)
             buf = b""
             while True:
+                deadline = loop.time() + self.idle_timeout  # for the whole line
                 while b"\n" not in buf:
                     if len(buf) > MAX_LINE:
                         await self._send(conn, _too_long(), -1)
                         return
-                    chunk = await asyncio.wait_for(loop.sock_recv(conn, 4096), self.idle_timeout)
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        self.metrics.limited.labels("fd_request_timeout").inc()
+                        return
+                    chunk = await asyncio.wait_for(loop.sock_recv(conn, 4096), left)
                     if not chunk:
                         return
                     buf += chunk
-                if not allowed:
-                    # Refused after reading the request, so the peer gets the answer instead of
-                    # a broken pipe; then the connection is closed.
-                    self.metrics.fd_refused.inc()
-                    log.warning("fd socket: refused pid %d uid %d gid %d (not in the allow lists)",
-                                pid, uid, gid)
-                    await self._send(conn, _error("peer uid/gid not allowed", "PERMISSION_DENIED"), -1)
-                    return
                 line, buf = buf.split(b"\n", 1)
                 if len(line) > MAX_LINE:
                     await self._send(conn, _too_long(), -1)
                     return
-                # At most one unread answer per connection (see the module docstring).
-                await self._drained(conn)
+                # At most one unread answer per connection (see the module docstring); a peer
+                # that does not read it within --fd-answer-timeout gets no other answer.
+                if not await self._drained(conn, self.limits.fd_answer_seconds):
+                    self.metrics.limited.labels("fd_answer_timeout").inc()
+                    return
                 answer, fd, passed = self._answer(line, uid)
+                if fd >= 0:
+                    fd = _fresh(fd)
                 try:
                     await self._send(conn, answer, fd)
                 except OSError as exc:
@@ -210,6 +283,7 @@ class FdServer:
             linger = False
             raise
         except (asyncio.TimeoutError, ConnectionError, BrokenPipeError):
+            self.metrics.limited.labels("fd_request_timeout").inc()
             return
         except OSError as exc:
             log.debug("fd client error: %s", exc)
@@ -220,16 +294,20 @@ class FdServer:
             finally:
                 conn.close()
 
-    async def _drained(self, conn: socket.socket) -> None:
+    async def _drained(self, conn: socket.socket, timeout: float | None = None) -> bool:
         """Wait until the peer has read everything sent on ``conn`` or closed it (either way
-        the kernel frees the queued skbs and the fds they carry)."""
+        the kernel frees the queued skbs and the fds they carry); False if ``timeout`` passed
+        first."""
         delay = 0.0005
+        end = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while True:
             try:
                 if unread_bytes(conn) <= 0:
-                    return
+                    return True
             except OSError:
-                return
+                return True
+            if end is not None and asyncio.get_running_loop().time() > end:
+                return False
             await asyncio.sleep(delay)
             delay = min(delay * 2, _DRAIN_POLL_MAX)
 
@@ -282,12 +360,21 @@ class FdServer:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        for t in list(self._clients):
+        for t in [*self._clients, *self._closing]:
             t.cancel()
-        if self._clients:
-            await asyncio.gather(*self._clients, return_exceptions=True)
+        if self._clients or self._closing:
+            await asyncio.gather(*self._clients, *self._closing, return_exceptions=True)
         if self._sock is not None:
             self._sock.close()
+
+
+def _fresh(fd: int) -> int:
+    """A new open file description of what ``fd`` refers to (read-only, btfd.source), so no
+    client can move another's offset or change its flags; ``fd`` is closed."""
+    try:
+        return reopen_read_only(fd)
+    finally:
+        os.close(fd)
 
 
 def _set_once(fut: asyncio.Future[None]) -> None:

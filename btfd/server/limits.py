@@ -30,7 +30,7 @@ class Limits:
     # gRPC connections (gRPC core: the resource quota's connection cap, idle and age timeouts)
     max_connections: int = 256  # --max-connections
     connection_idle: float = 60.0  # --connection-idle-timeout (seconds)
-    max_streams: int = 32  # --max-streams-per-connection
+    max_streams: int = 128  # --max-streams-per-connection (HTTP/2 suggests at least 100)
     # request shapes
     max_pattern: int = 1024  # --max-pattern-length (characters of a name or glob)
     max_specs: int = 64  # --max-specs-per-request (ResolveCore specs, after de-duplication)
@@ -104,6 +104,7 @@ class Workers:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: dict[int, float] = {}  # call id -> when it was queued
         self._ids = 0
+        self.running = 0  # calls in worker threads now (read from the event loop)
 
     def budget(self, time_remaining: float | None = None) -> Budget:
         """A call's budget: --request-time-limit, or the call's own deadline when sooner."""
@@ -135,6 +136,8 @@ class Workers:
             budget.check()  # cancelled or expired while it waited
             return fn()
 
+        self.running += 1
+
         fut = loop.run_in_executor(None, work)
         try:
             return await asyncio.shield(fut)
@@ -149,6 +152,7 @@ class Workers:
                 fut.exception()  # retrieved: asyncio would log it as never retrieved
             raise
         finally:
+            self.running -= 1
             self._waiting.pop(key, None)
 
     def _started(self, key: int, queued: float) -> None:
@@ -173,3 +177,48 @@ class Workers:
             self.saturated = value
             if self.on_saturation is not None:
                 self.on_saturation(value)
+
+
+_FLAGS: list[tuple[str, str, type, str]] = [
+    ("--max-connections", "max_connections", int,
+     "gRPC connections open at once; more are refused by gRPC core (each is an fd and ~100 KiB)"),
+    ("--connection-idle-timeout", "connection_idle", float,
+     "seconds a gRPC connection may stay without calls before it is closed"),
+    ("--max-streams-per-connection", "max_streams", int, "concurrent calls on one gRPC connection"),
+    ("--max-pattern-length", "max_pattern", int, "characters of a ListTypes glob"),
+    ("--max-specs-per-request", "max_specs", int, "distinct specs one ResolveCore may name"),
+    ("--max-objects-per-request", "max_objects", int, "objects one MinimizeBtf may send"),
+    ("--request-time-limit", "request_seconds", float,
+     "seconds of worker time one request may use; past it: RESOURCE_EXHAUSTED"),
+    ("--saturation-threshold", "queue_threshold", float,
+     "seconds a request may wait for a worker before health says NOT_SERVING"),
+    ("--fd-request-timeout", "fd_request_seconds", float,
+     "seconds an fd-socket client has to send a whole request line"),
+    ("--fd-answer-timeout", "fd_answer_seconds", float,
+     "seconds an fd-socket client has to read an answer (and its fd)"),
+    ("--fd-clients-per-uid", "fd_per_uid", int, "fd-socket connections one uid may hold at once"),
+]
+
+
+def add_arguments(p: Any) -> None:
+    """The limit flags, on an argparse parser (defaults from :class:`Limits`)."""
+    g = p.add_argument_group("limits (what one client may cost; docs/OPERATIONS.md)")
+    d = Limits()
+    for flag, attr, typ, text in _FLAGS:
+        g.add_argument(flag, dest=attr, type=_positive(typ), default=getattr(d, attr),
+                       help=f"{text} (default %(default)s)")
+
+
+def from_args(args: Any) -> Limits:
+    return Limits(**{attr: getattr(args, attr, getattr(Limits(), attr)) for _, attr, _, _ in _FLAGS})
+
+
+def _positive(typ: type) -> Callable[[str], Any]:
+    def parse(s: str) -> Any:
+        v = typ(s)
+        if v <= 0:
+            raise ValueError(s)
+        return v
+
+    parse.__name__ = typ.__name__
+    return parse

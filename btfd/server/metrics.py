@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from .registry import Registry
 
-__all__ = ["Metrics", "read_smaps_rollup", "memory_bytes"]
+__all__ = ["Metrics", "read_smaps_rollup", "memory_bytes", "unix_connections"]
 
 
 def read_smaps_rollup(pid: int | str = "self") -> dict[str, int]:
@@ -105,3 +105,33 @@ class Metrics:
                                    registry=registry)
         self.fd_requests = Counter("btfd_fd_requests", "fd-socket requests by result code",
                                    ["code"], registry=registry)
+        # Limits (btfd/server/limits.py): saturation, connections, refusals.
+        self.worker_queue = Histogram(
+            "btfd_worker_queue_seconds", "Time a request waited for a worker thread",
+            registry=registry, buckets=(1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.saturated = Gauge("btfd_saturated", "1 while requests wait longer than "
+                               "--saturation-threshold for a worker (health: NOT_SERVING)",
+                               registry=registry)
+        self.grpc_connections = Gauge("btfd_grpc_connections", "Open connections on the gRPC "
+                                      "socket (at most --max-connections)", registry=registry)
+        self.fd_connections = Gauge("btfd_fd_connections", "Open connections on the fd socket",
+                                    registry=registry)
+        self.limited = Counter("btfd_limited", "Requests and connections refused or stopped by a "
+                               "limit", ["limit"], registry=registry)
+
+
+def unix_connections(path: str) -> int:
+    """Connected sockets accepted on the Unix socket bound at ``path`` (/proc/net/unix lists
+    an accepted socket with its listener's path, state 03: connected)."""
+    n = 0
+    try:
+        with open("/proc/net/unix") as f:
+            next(f, None)
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 8 and parts[5] == "03" and parts[7] == path:
+                    n += 1
+    except OSError:
+        return 0
+    return n
