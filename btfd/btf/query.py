@@ -68,15 +68,23 @@ class Budget:
     still be cancelled). ``why`` completes the message when the time runs out (which limit,
     how to raise it). Thread-safe enough: :meth:`cancel` only sets a flag."""
 
-    __slots__ = ("deadline", "clock", "why", "cancelled", "status")
+    __slots__ = ("deadline", "clock", "why", "cancelled", "status", "seconds", "restart")
 
     def __init__(self, seconds: float | None = None, *, why: str = "", status: str = "RESOURCE_EXHAUSTED",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, restart: bool = False) -> None:
         self.clock = clock
+        self.seconds = seconds
+        self.restart = restart
         self.deadline = None if seconds is None else clock() + seconds
         self.why = why
         self.status = status
         self.cancelled = ""
+
+    def start(self) -> None:
+        """Work starts (again): a ``restart`` budget counts ``seconds`` from now (a budget
+        of working time, not of waiting); others keep their deadline."""
+        if self.restart and self.seconds is not None:
+            self.deadline = self.clock() + self.seconds
 
     def cancel(self, reason: str = "cancelled", status: str = "CANCELLED") -> None:
         self.cancelled, self.status = reason, status

@@ -191,7 +191,7 @@ class Daemon:
 
         def saturation(on: bool) -> None:
             self.metrics.saturated.set(1 if on else 0)
-            self._limited(logging.WARNING, "saturated", "requests wait %s than %.1f s for a worker: "
+            self._limited(logging.WARNING, f"saturated-{on}", "requests wait %s than %.1f s for a worker: "
                           "health %s", "longer" if on else "no longer", limits.queue_threshold,
                           "NOT_SERVING" if on else "SERVING again")
             if not self._stop.is_set():
@@ -209,6 +209,13 @@ class Daemon:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(names, server)
         try:
+            lifecycle.check_socket_dir(self.socket_path)
+            if not adopted:
+                lifecycle.check_socket_dir(self.fd_path)
+        except (lifecycle.UnsafeSocketDir, OSError) as exc:
+            log.error("%s", exc)
+            return 1
+        try:
             lifecycle.claim_socket_path(self.socket_path)
             with lifecycle.private_umask():
                 server.add_insecure_port(f"unix:{self.socket_path}")
@@ -223,11 +230,10 @@ class Daemon:
         fd_server = FdServer(self.specs, self.metrics, allow_uids=set(args.allow_uid),
                              allow_gids=set(args.allow_gid), limits=limits)
         try:
+            lifecycle.set_socket_access(self.socket_path, args.socket_mode, args.socket_group)
             if not adopted:
-                fd_sock = lifecycle.bind_unix(self.fd_path)
+                fd_sock = lifecycle.bind_unix(self.fd_path, args.socket_mode, args.socket_group)
                 self._bound.append(self.fd_path)
-            for p in self._bound:
-                lifecycle.set_socket_access(p, args.socket_mode, args.socket_group)
         except (lifecycle.SocketInUse, OSError, ValueError) as exc:
             log.error("cannot set up the fd socket %s: %s", self.fd_path, exc)
             await server.stop(None)

@@ -11,7 +11,7 @@ import stat
 
 __all__ = [
     "notify", "listen_fds", "check_listening_unix", "claim_socket_path", "bind_unix",
-    "private_umask", "set_socket_access",
+    "private_umask", "set_socket_access", "check_socket_dir", "UnsafeSocketDir",
     "SocketInUse", "SD_LISTEN_FDS_START",
 ]
 
@@ -106,12 +106,14 @@ class private_umask:
         os.umask(self._old)
 
 
-def bind_unix(path: str) -> socket.socket:
+def bind_unix(path: str, mode: int | None = None, group: str | None = None) -> socket.socket:
     claim_socket_path(path)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         with private_umask():
             s.bind(path)
+        if mode is not None:
+            set_socket_access(path, mode, group)  # before listen: nobody connects too early
         s.listen(128)
     except BaseException:
         s.close()
@@ -120,11 +122,60 @@ def bind_unix(path: str) -> socket.socket:
 
 
 def set_socket_access(path: str, mode: int, group: str | None) -> None:
-    """chmod, and chgrp to ``group`` (a name or a numeric gid)."""
+    """chmod, and chgrp to ``group`` (a name or a numeric gid), on the socket itself: the
+    path is opened O_PATH|O_NOFOLLOW and checked to be a socket owned by this user before
+    anything changes, and the changes go through that fd. A path swapped for a symlink (to
+    a file the attacker wants opened up) is refused, never followed."""
+    gid = -1
     if group:
         try:
             gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
         except KeyError:
             raise ValueError(f"unknown group {group!r}") from None
-        os.chown(path, -1, gid)
-    os.chmod(path, mode)
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot open the socket {path} to set its mode ({exc.strerror}; "
+                                 f"replaced by a symlink?)") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+            raise OSError(errno.EPERM, f"{path} is no longer the socket btfd bound (a "
+                                       f"{_kind_of(st.st_mode)} owned by uid {st.st_uid}): not touching it")
+        via = f"/proc/self/fd/{fd}"  # the inode just checked, whatever the path is now
+        if gid >= 0:
+            os.chown(via, -1, gid)
+        os.chmod(via, mode)
+    finally:
+        os.close(fd)
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "symlink"), (stat.S_ISREG, "regular file"), (stat.S_ISDIR, "directory"),
+                       (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "file"
+
+
+class UnsafeSocketDir(RuntimeError):
+    """The socket's directory lets others replace what btfd puts there."""
+
+
+def check_socket_dir(path: str) -> None:
+    """Refuse a socket directory that users other than this one (and root) may write to
+    without the sticky bit: they could swap the socket for a symlink or their own socket
+    between bind and chmod, or after. Sticky world-writable directories (/tmp) keep others
+    from renaming or removing our files, so they only earn a warning."""
+    d = os.path.dirname(path) or "."
+    st = os.stat(d)
+    others_write = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    foreign = st.st_uid not in (0, os.geteuid())
+    if (others_write or foreign) and not st.st_mode & stat.S_ISVTX:
+        who = f"owned by uid {st.st_uid}" if foreign else f"mode {stat.S_IMODE(st.st_mode):o}"
+        raise UnsafeSocketDir(f"the socket directory {d} ({who}) can be written by others: they "
+                              f"could replace the socket; use a directory only btfd's user (or root) "
+                              f"can write, e.g. /run/btfd")
+    if others_write:
+        log.warning("the socket directory %s is writable by others (sticky): prefer a directory "
+                    "only btfd's user can write", d)

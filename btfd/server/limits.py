@@ -112,8 +112,8 @@ class Workers:
         if time_remaining is not None and time_remaining < limit:
             return Budget(max(0.0, time_remaining), why="the call's deadline passed",
                           status="DEADLINE_EXCEEDED")
-        return Budget(limit, why=f"the request used more than {limit:g} s of worker time "
-                                 f"(btfd --request-time-limit raises it)")
+        return Budget(limit, restart=True, why=f"the request used more than {limit:g} s of worker "
+                                               f"time at once (btfd --request-time-limit raises it)")
 
     async def run(self, fn: Callable[[], R], budget: Budget, *, heavy: bool = False) -> R:
         if heavy:
@@ -133,6 +133,7 @@ class Workers:
 
         def work() -> R:
             loop.call_soon_threadsafe(self._started, key, queued)
+            budget.start()
             budget.check()  # cancelled or expired while it waited
             return fn()
 
@@ -206,6 +207,7 @@ def add_arguments(p: Any) -> None:
     d = Limits()
     for flag, attr, typ, text in _FLAGS:
         g.add_argument(flag, dest=attr, type=_positive(typ), default=getattr(d, attr),
+                       metavar="SECONDS" if typ is float else "N",
                        help=f"{text} (default %(default)s)")
 
 
