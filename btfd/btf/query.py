@@ -68,10 +68,13 @@ class Budget:
     still be cancelled). ``why`` completes the message when the time runs out (which limit,
     how to raise it). Thread-safe enough: :meth:`cancel` only sets a flag."""
 
-    __slots__ = ("deadline", "clock", "why", "cancelled", "status", "seconds", "restart")
+    __slots__ = ("deadline", "clock", "why", "cancelled", "status", "seconds", "restart", "probe")
 
     def __init__(self, seconds: float | None = None, *, why: str = "", status: str = "RESOURCE_EXHAUSTED",
-                 clock: Callable[[], float] = time.monotonic, restart: bool = False) -> None:
+                 clock: Callable[[], float] = time.monotonic, restart: bool = False,
+                 probe: Callable[[], str] | None = None) -> None:
+        #: ``probe``: another resource to watch; returns why to stop ("" to go on).
+        self.probe = probe
         self.clock = clock
         self.seconds = seconds
         self.restart = restart
@@ -95,6 +98,10 @@ class Budget:
             raise BudgetError(self.cancelled, self.status)
         if self.deadline is not None and self.clock() > self.deadline:
             raise BudgetError(self.why or "the request ran out of time", self.status)
+        if self.probe is not None:
+            why = self.probe()
+            if why:
+                raise BudgetError(why, "RESOURCE_EXHAUSTED")
 
 
 _NO_BUDGET = Budget()

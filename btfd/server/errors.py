@@ -37,6 +37,9 @@ def describe(exc: BaseException, what: str = "request") -> tuple[grpc.StatusCode
         if not isinstance(code, grpc.StatusCode):
             code = grpc.StatusCode.INVALID_ARGUMENT
         message = str(exc)
+    elif isinstance(exc, MemoryError):
+        log.warning("%s: out of memory", what)
+        code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, "the daemon ran out of memory for this request"
     else:
         log.error("%s failed", what, exc_info=exc)
         code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"

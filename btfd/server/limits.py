@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +19,8 @@ from typing import Any, TypeVar
 
 from ..btf.query import Budget, BudgetError
 
-__all__ = ["Limits", "Workers", "RateLimited", "LimitError", "limit_error"]
+__all__ = ["Limits", "Workers", "RateLimited", "LimitError", "limit_error", "address_space_headroom",
+           "AS_RESERVE"]
 
 R = TypeVar("R")
 
@@ -43,6 +45,34 @@ class Limits:
     fd_request_seconds: float = 10.0  # --fd-request-timeout: a whole request line
     fd_answer_seconds: float = 10.0  # --fd-answer-timeout: for the peer to read an answer
     fd_per_uid: int = 64  # --fd-clients-per-uid
+
+
+#: Address space kept free under an RLIMIT_AS (prlimit --as, ulimit -v): protobuf's C core
+#: (upb) does not check its allocations, so a message built at the limit crashes the
+#: process (SIGSEGV in a worker building a ListTypes page, found under prlimit --as=200M);
+#: work is refused with RESOURCE_EXHAUSTED before it gets that close.
+AS_RESERVE = 16 << 20
+
+
+def address_space_headroom() -> int | None:
+    """Bytes of address space left under RLIMIT_AS, None when it is unlimited."""
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return None
+    return limit - size
+
+
+def _near_as_limit() -> str:
+    room = address_space_headroom()
+    if room is None or room >= AS_RESERVE:
+        return ""
+    return (f"the daemon is within {max(room, 0) >> 20} MiB of its address-space limit "
+            f"(RLIMIT_AS {resource.getrlimit(resource.RLIMIT_AS)[0]}); try again later")
 
 
 class LimitError(BudgetError):
@@ -109,13 +139,19 @@ class Workers:
     def budget(self, time_remaining: float | None = None) -> Budget:
         """A call's budget: --request-time-limit, or the call's own deadline when sooner."""
         limit = self.limits.request_seconds
+        as_limited = resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
+        probe = _near_as_limit if as_limited else None
         if time_remaining is not None and time_remaining < limit:
             return Budget(max(0.0, time_remaining), why="the call's deadline passed",
-                          status="DEADLINE_EXCEEDED")
-        return Budget(limit, restart=True, why=f"the request used more than {limit:g} s of worker "
-                                               f"time at once (btfd --request-time-limit raises it)")
+                          status="DEADLINE_EXCEEDED", probe=probe)
+        return Budget(limit, restart=True, probe=probe,
+                      why=f"the request used more than {limit:g} s of worker time at once "
+                          f"(btfd --request-time-limit raises it)")
 
     async def run(self, fn: Callable[[], R], budget: Budget, *, heavy: bool = False) -> R:
+        why = _near_as_limit()
+        if why:
+            raise LimitError(why)
         if heavy:
             loop = asyncio.get_running_loop()
             if self._heavy is None or self._loop is not loop:

@@ -8,6 +8,7 @@ within the grace period, remove the sockets, exit 0. SIGHUP: rescan module BTF.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import resource
@@ -181,11 +182,20 @@ def main(argv: Sequence[str] | None = None, *, mapper: Mapper | None = None) -> 
     # (exit 0, like a stop once serving) instead of killing the process (status 143).
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_before_ready)
+    # A crash inside a native dependency prints every thread's Python stack instead of
+    # nothing (docs/OPERATIONS.md, "Memory limits").
+    faulthandler.enable()
     try:
         log.info("btfd starting (pid %d)", os.getpid())
+        as_limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if as_limit != resource.RLIM_INFINITY:
+            log.warning("address-space limit (RLIMIT_AS) %d MiB: work is refused when less than 16 MiB "
+                        "of it is left (protobuf does not survive an allocation failure), and malloc "
+                        "keeps one arena (a second reserves 64 MiB at once); limit memory with a "
+                        "cgroup (MemoryMax=) instead", as_limit >> 20)
         from .malloc import tune_malloc
 
-        if not tune_malloc():
+        if not tune_malloc(arenas=1 if as_limit != resource.RLIM_INFINITY else 2):
             log.info("malloc not tuned (not glibc)")
         before, now = raise_nofile_limit()
         if now != before:

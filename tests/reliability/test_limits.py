@@ -309,3 +309,40 @@ def test_a_huge_btf_file_fails_start_up_clearly(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "over the limit of 268435456 (btfd --max-file-bytes raises it)" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------ stopping, memory limits
+
+
+def test_sigterm_ends_the_process_while_workers_are_busy(tmp_path: Path, kernel_vmlinux: Path) -> None:
+    with BtfdProcess(tmp_path / "s", "--metrics-address", "127.0.0.1:0", "--no-modules", "--worker-threads", "1",
+                     "--grace-period", "0.5", "--lookup-cache-bytes", "0") as d:
+        stub = d.stub()
+        futs = [stub.LookupType.future(pb.LookupTypeRequest(name="task_struct", kind=pb.KIND_STRUCT,
+                                                            depth=30 + i), timeout=300) for i in range(8)]
+        eventually("work started", lambda: metric(d, "btfd_worker_queue_seconds_count") >= 2)
+        d.signal(15)
+        assert d.proc is not None and d.proc.wait(120) == 0
+        codes = {code_of(f.result)[0] for f in futs}
+        assert codes - {grpc.StatusCode.OK}, codes  # it did not wait for all of them
+        assert "stopped" in d.log() or "exiting without waiting" in d.log()
+
+
+def test_an_address_space_limit_refuses_work_instead_of_crashing(tmp_path: Path, kernel_vmlinux: Path) -> None:
+    d = BtfdProcess(tmp_path / "a", "--metrics-address", "off", "--no-modules", wait=False)
+    d.args = ["prlimit", "--as=230000000", *d.args]
+    d.start()
+    try:
+        stub = d.stub()
+        futs = [stub.LookupType.future(pb.LookupTypeRequest(name="task_struct", kind=pb.KIND_STRUCT,
+                                                            depth=3 + i % 4), timeout=300) for i in range(10)]
+        streams = [stub.ListTypes(pb.ListTypesRequest(page_size=10_000), timeout=300) for _ in range(4)]
+        codes = {code_of(f.result)[0] for f in futs} | {code_of(lambda s=s: list(s))[0] for s in streams}
+        # answered, refused for want of memory, or too slow on a busy machine: never a crash
+        # (UNAVAILABLE: the process died under the call)
+        assert codes <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         grpc.StatusCode.DEADLINE_EXCEEDED}, codes
+        assert d.proc is not None and d.proc.poll() is None  # alive: no SIGSEGV
+        assert "address-space limit (RLIMIT_AS)" in d.log()
+    finally:
+        assert d.stop() == 0
