@@ -13,6 +13,7 @@ type's C, lookups by name and essential name, whole raw and C dumps).
 
 from __future__ import annotations
 
+import fnmatch
 import lzma
 import sys
 from pathlib import Path
@@ -26,12 +27,17 @@ with atheris.instrument_imports():
     from btfd.btf import BTFError, Kind, Spec
     from btfd.btf.format_c import dump_c, format_type_c
     from btfd.btf.format_raw import dump_raw
+    from btfd.btf.query import Glob, Match, matching
     from btfd.core import parse_object, resolve_object
 
 TARGET = Spec(lzma.decompress((ROOT / "tests/data/btf/synthetic-layout.btf.xz").read_bytes()))
 
 
 def one(data: bytes) -> None:
+    # The linear glob matcher means what fnmatch means, on any pattern (issue 13's limits).
+    pat = data[:48].decode("latin-1")
+    for name in (pat, pat[::-1], "task_struct"):
+        assert Glob(pat).match(name) == fnmatch.fnmatchcase(name, pat), (pat, name)
     if data[:4] == b"\x7fELF":
         try:
             obj = parse_object(data)
@@ -57,6 +63,12 @@ def one(data: bytes) -> None:
         try:
             spec.find_ids(name)
             spec.find_essential(name + "___v2", {Kind.STRUCT, Kind.TYPEDEF})
+        except BTFError:
+            pass
+    for pattern, match in (("a", Match.PREFIX), ("*a*", Match.GLOB), ("[!_]*", Match.GLOB)):
+        try:
+            for _ in matching(spec, pattern, match):
+                pass
         except BTFError:
             pass
     for dump in (dump_raw, dump_c):
