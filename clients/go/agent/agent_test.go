@@ -43,14 +43,18 @@ func client(t *testing.T) *btfd.Client {
 // build compiles testdata/<name>.bpf.c with clang as any CO-RE project does.
 func build(t *testing.T, name string) []byte {
 	t.Helper()
-	arch := map[string]string{"amd64": "x86", "arm64": "arm64", "s390x": "s390", "ppc64le": "powerpc"}[runtime.GOARCH]
-	multiarch, err := exec.Command("gcc", "-dumpmachine").Output()
-	if err != nil {
-		t.Fatalf("gcc -dumpmachine: %v", err)
+	// bpf_tracing.h's arch, and Debian's multiarch include directory (asm/ headers).
+	target := map[string]struct{ arch, multiarch string }{
+		"amd64": {"x86", "x86_64-linux-gnu"}, "arm64": {"arm64", "aarch64-linux-gnu"},
+		"s390x": {"s390", "s390x-linux-gnu"}, "ppc64le": {"powerpc", "powerpc64le-linux-gnu"},
+	}[runtime.GOARCH]
+	arch, multiarch := target.arch, target.multiarch
+	if arch == "" {
+		t.Fatalf("no BPF target arch for GOARCH %s", runtime.GOARCH)
 	}
 	out := filepath.Join(t.TempDir(), name+".o")
 	cmd := exec.Command("clang", "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_"+arch,
-		"-I/usr/include/"+strings.TrimSpace(string(multiarch)), "-c", filepath.Join("testdata", name+".bpf.c"), "-o", out)
+		"-I/usr/include/"+multiarch, "-c", filepath.Join("testdata", name+".bpf.c"), "-o", out)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", cmd, err, msg)
 	}
