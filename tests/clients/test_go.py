@@ -37,6 +37,7 @@ GO_TESTS = {
     "btfd/clients/go/agent": [
         "TestCOREReadsTheRightFields", "TestCOREReadsTheRightFields/minimize",
         "TestCOREReadsTheRightFields/patched", "TestMinimalBTFIsWhatCiliumParses",
+        "TestENUM64/minimize", "TestENUM64/patched", "TestENUM64/auto",
         "TestUnguardedMissingFieldIsRefused", "TestBadObjects", "TestKernelRouteForReference",
     ],
 }
@@ -99,14 +100,15 @@ def test_btfd_agent_command(go_env: dict[str, str], daemon, tmp_path: Path) -> N
                          str(GO_DIR / "agent" / "testdata" / "task_ids.bpf.c"), "-o", str(obj)],
                         capture_output=True, text=True, timeout=120)
     assert cc.returncode == 0, cc.stderr
-    for route in ("minimize", "patched"):
+    for route in ("minimize", "patched", "auto"):
         r = subprocess.run([str(agent), "-socket", daemon.socket, "-route", route, "-attach", "-hold", "none",
                             str(obj)], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         rep = json.loads(r.stdout)
+        assert rep["route"] == ("minimize" if route == "auto" else route), rep  # no ENUM64 here
         assert rep["ready"] and rep["programs"] == ["on_getpid"] and rep["maps"] == ["seen"], rep
         assert rep["attached"] == ["on_getpid@raw_tracepoint/sys_enter"], rep
-        if route == "minimize":
+        if route != "patched":
             assert 0 < rep["minimal_btf_bytes"] < 4096, rep
         else:
             assert rep["relocations"].get("ok", 0) > 0 and "error" not in rep["relocations"], rep

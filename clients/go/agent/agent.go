@@ -9,6 +9,10 @@
 //     ProgramSpec, which is then loaded without any CO-RE pass (ProgramSpec.BTF = nil: the
 //     programs load without func/line info; maps keep their BTF).
 //
+// [RouteAuto] takes the first, and the second when cilium/ebpf cannot parse the minimal BTF:
+// 0.9.1 cannot parse ENUM64, which MinimizeBtf returns when the object relocates against a
+// kernel enum whose values need 64 bits (perf_callchain_context on Linux >= 6.0).
+//
 // Either way the object needs nothing from the kernel's BTF beyond CO-RE: programs that
 // attach by BTF id (fentry/fexit, tp_btf, LSM, iterators) still make cilium/ebpf look the
 // target up in a kernel spec, which MinimizeBtf does not carry.
@@ -37,6 +41,7 @@ type Route int
 const (
 	RouteMinimize Route = iota // MinimizeBtf -> cilium/ebpf relocates (KernelTypes)
 	RoutePatched               // ResolveCore -> btfd's patched instructions
+	RouteAuto                  // RouteMinimize, else RoutePatched when the minimal BTF has ENUM64
 )
 
 func (r Route) String() string {
@@ -45,6 +50,8 @@ func (r Route) String() string {
 		return "minimize"
 	case RoutePatched:
 		return "patched"
+	case RouteAuto:
+		return "auto"
 	}
 	return fmt.Sprintf("Route(%d)", int(r))
 }
@@ -61,6 +68,8 @@ type Options struct {
 // Result is a loaded object and what it took.
 type Result struct {
 	Collection *ebpf.Collection
+	// Route is the route taken (RouteAuto resolves to one of the others).
+	Route Route
 	// MinimalBTF is the BTF btfd computed (RouteMinimize), nil otherwise.
 	MinimalBTF []byte
 	// Relocations counts the CO-RE relocations btfd resolved (RoutePatched), by status.
@@ -76,6 +85,9 @@ func (r *Result) Close() {
 	}
 }
 
+// ErrENUM64 wraps the error of cilium/ebpf parsing a minimal BTF that holds an ENUM64.
+var ErrENUM64 = errors.New("the minimal BTF has an ENUM64, which this cilium/ebpf cannot parse (use RoutePatched)")
+
 // MinimalSpec asks btfd for the minimal BTF of objects and parses it with cilium/ebpf.
 func MinimalSpec(ctx context.Context, c *btfd.Client, spec string, objects ...[]byte) (*btf.Spec, []byte, error) {
 	resp, err := c.MinimizeBtf(ctx, &pb.MinimizeBtfRequest{Spec: spec, Objects: objects})
@@ -84,6 +96,9 @@ func MinimalSpec(ctx context.Context, c *btfd.Client, spec string, objects ...[]
 	}
 	s, err := btf.LoadSpecFromReader(bytes.NewReader(resp.Btf))
 	if err != nil {
+		if hasKind(resp.Btf, kindENUM64) {
+			err = fmt.Errorf("%w: %v", ErrENUM64, err)
+		}
 		return nil, resp.Btf, fmt.Errorf("agent: parse btfd's minimal BTF (%d bytes, %d types): %w",
 			len(resp.Btf), resp.TypeCount, err)
 	}
@@ -97,13 +112,22 @@ func Load(ctx context.Context, c *btfd.Client, object []byte, opts Options) (*Re
 	if err != nil {
 		return nil, fmt.Errorf("agent: parse object: %w", err)
 	}
-	res := &Result{}
+	res := &Result{Route: opts.Route}
 	start := time.Now()
 	co := opts.Collection
-	switch opts.Route {
-	case RouteMinimize:
+	route := opts.Route
+	switch route {
+	case RouteMinimize, RouteAuto:
 		var kt *btf.Spec
-		if kt, res.MinimalBTF, err = MinimalSpec(ctx, c, opts.Spec, object); err != nil {
+		kt, res.MinimalBTF, err = MinimalSpec(ctx, c, opts.Spec, object)
+		if route == RouteAuto && errors.Is(err, ErrENUM64) {
+			route = RoutePatched
+			if res.Relocations, err = Patch(ctx, c, cs, object, opts.Spec); err != nil {
+				return nil, err
+			}
+			break
+		}
+		if err != nil {
 			return nil, err
 		}
 		co.Programs.KernelTypes = kt
@@ -117,8 +141,9 @@ func Load(ctx context.Context, c *btfd.Client, object []byte, opts Options) (*Re
 	res.Btfd = time.Since(start)
 	start = time.Now()
 	if res.Collection, err = ebpf.NewCollectionWithOptions(cs, co); err != nil {
-		return nil, fmt.Errorf("agent: load (%s route): %w", opts.Route, err)
+		return nil, fmt.Errorf("agent: load (%s route): %w", route, err)
 	}
+	res.Route = route
 	res.Load = time.Since(start)
 	return res, nil
 }
@@ -225,4 +250,46 @@ func nativeEndian() binary.ByteOrder {
 		return binary.LittleEndian
 	}
 	return binary.BigEndian
+}
+
+const kindENUM64 = 19 // BTF_KIND_ENUM64
+
+// hasKind reports whether raw BTF (in either byte order) holds a type of kind. It walks the
+// type section's records (sizes as in the kernel's include/uapi/linux/btf.h) and stops at
+// anything it does not know.
+func hasKind(raw []byte, kind uint32) bool {
+	if len(raw) < 24 {
+		return false
+	}
+	var bo binary.ByteOrder = binary.LittleEndian
+	if bo.Uint16(raw) != 0xeb9f {
+		bo = binary.BigEndian
+	}
+	hdrLen, typeOff, typeLen := uint64(bo.Uint32(raw[4:])), uint64(bo.Uint32(raw[8:])), uint64(bo.Uint32(raw[12:]))
+	if hdrLen+typeOff+typeLen > uint64(len(raw)) {
+		return false
+	}
+	types := raw[hdrLen+typeOff : hdrLen+typeOff+typeLen]
+	for off := 0; off+12 <= len(types); {
+		info := bo.Uint32(types[off+4:])
+		k, vlen := (info>>24)&0x1f, int(info&0xffff)
+		if k == kind {
+			return true
+		}
+		off += 12
+		switch k {
+		case 1, 14, 17: // INT, VAR, DECL_TAG
+			off += 4
+		case 3: // ARRAY
+			off += 12
+		case 4, 5, 15, 19: // STRUCT, UNION, DATASEC, ENUM64
+			off += 12 * vlen
+		case 6, 13: // ENUM, FUNC_PROTO
+			off += 8 * vlen
+		case 2, 7, 8, 9, 10, 11, 12, 16, 18: // no trailing data
+		default:
+			return false
+		}
+	}
+	return false
 }

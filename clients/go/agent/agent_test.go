@@ -155,6 +155,65 @@ func TestMinimalBTFIsWhatCiliumParses(t *testing.T) {
 	}
 }
 
+// perf_callchain_context is an ENUM64 in the BTF of kernels >= 6.0 built with pahole >= 1.24
+// (this one): the minimal BTF then holds it, which cilium/ebpf 0.9.1 cannot parse; the patched
+// route (and auto, falling back to it) loads the program, and the CO-RE'd value is the
+// kernel's 64-bit one.
+func TestENUM64(t *testing.T) {
+	obj := build(t, "enum64")
+	c := client(t)
+	_, raw, _ := agent.MinimalSpec(context.Background(), c, "", obj)
+	if len(raw) == 0 {
+		t.Fatal("MinimizeBtf returned nothing")
+	}
+	enum64 := hasKind(raw, 19)
+	t.Logf("the minimal BTF (%d bytes) has an ENUM64: %v", len(raw), enum64)
+	auto := agent.RouteMinimize
+	if enum64 {
+		auto = agent.RoutePatched
+	}
+	kernelKernel := uint64(1<<64 - 128) // PERF_CONTEXT_KERNEL, (__u64)-128 in linux/perf_event.h
+	for _, tc := range []struct {
+		route, took agent.Route
+	}{
+		{agent.RouteMinimize, agent.RouteMinimize},
+		{agent.RoutePatched, agent.RoutePatched},
+		{agent.RouteAuto, auto},
+	} {
+		t.Run(tc.route.String(), func(t *testing.T) {
+			res, err := agent.Load(context.Background(), c, obj, agent.Options{Route: tc.route})
+			if tc.route == agent.RouteMinimize && enum64 {
+				if !errors.Is(err, agent.ErrENUM64) {
+					t.Fatalf("got %v, want ErrENUM64", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Close()
+			if res.Route != tc.took {
+				t.Errorf("took route %v, want %v", res.Route, tc.took)
+			}
+			l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter",
+				Program: res.Collection.Programs["enum_values"]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			_ = syscall.Getpid()
+			var exists, value uint64
+			out := res.Collection.Maps["out"]
+			if err := out.Lookup(uint32(0), &exists); err != nil || exists != 1 {
+				t.Fatalf("enum value exists: %d (%v), want 1", exists, err)
+			}
+			if err := out.Lookup(uint32(1), &value); err != nil || value != kernelKernel {
+				t.Fatalf("PERF_CONTEXT_KERNEL: %#x (%v), want %#x", value, err, kernelKernel)
+			}
+		})
+	}
+}
+
 func TestUnguardedMissingFieldIsRefused(t *testing.T) {
 	obj := build(t, "missing_field")
 	c := client(t)

@@ -3,9 +3,10 @@
 // its programs and stays loaded until interrupted (or, with -hold=stdin, until its standard
 // input closes).
 //
-//	btfd-agent [-socket PATH] [-route minimize|patched|kernel] [-spec NAME] [-attach] OBJECT
+//	btfd-agent [-socket PATH] [-route auto|minimize|patched|kernel] [-spec NAME] [-attach] OBJECT
 //
-// -route minimize (default): btfd's MinimizeBtf, used as cilium/ebpf's KernelTypes.
+// -route auto (default): minimize, or patched when cilium/ebpf cannot parse the minimal BTF.
+// -route minimize: btfd's MinimizeBtf, used as cilium/ebpf's KernelTypes.
 // -route patched: btfd's ResolveCore patched instructions, no CO-RE in the agent.
 // -route kernel: cilium/ebpf parses /sys/kernel/btf/vmlinux itself (the reference; 0.9.1
 // fails on kernels whose BTF has ENUM64).
@@ -50,7 +51,7 @@ type report struct {
 func main() {
 	started := time.Now()
 	socket := flag.String("socket", "", "btfd's gRPC socket (default: $BTFD_SOCKET, then the usual places)")
-	route := flag.String("route", "minimize", "minimize | patched | kernel")
+	route := flag.String("route", "auto", "auto | minimize | patched | kernel")
 	spec := flag.String("spec", "", "btfd spec to relocate against (default vmlinux)")
 	attach := flag.Bool("attach", false, "attach the programs (raw_tracepoint/, tracepoint/, kprobe/ sections)")
 	hold := flag.String("hold", "signal", "after loading: signal (wait for SIGINT/SIGTERM) | stdin (wait for EOF) | none")
@@ -81,11 +82,9 @@ func run(started time.Time, objPath, socket, route, spec string, attach bool, ho
 	switch route {
 	case "kernel":
 		res, err = agent.LoadKernel(object, ebpf.CollectionOptions{})
-	case "minimize", "patched":
-		r := agent.RouteMinimize
-		if route == "patched" {
-			r = agent.RoutePatched
-		}
+	case "auto", "minimize", "patched":
+		r := map[string]agent.Route{"auto": agent.RouteAuto, "minimize": agent.RouteMinimize,
+			"patched": agent.RoutePatched}[route]
 		c, derr := btfd.Dial(ctx, socket)
 		if derr != nil {
 			return derr
@@ -99,6 +98,9 @@ func run(started time.Time, objPath, socket, route, spec string, attach bool, ho
 		return err
 	}
 	defer res.Close()
+	if route != "kernel" {
+		route = res.Route.String() // the route auto took
+	}
 	rep := report{Ready: true, Route: route, MinimalBTF: len(res.MinimalBTF), Relocations: res.Relocations,
 		BtfdMillis: ms(res.Btfd), LoadMillis: ms(res.Load)}
 	for name := range res.Collection.Programs {
