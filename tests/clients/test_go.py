@@ -36,7 +36,8 @@ GO_TESTS = {
     ],
     "btfd/clients/go/agent": [
         "TestCOREReadsTheRightFields", "TestCOREReadsTheRightFields/minimize",
-        "TestCOREReadsTheRightFields/patched", "TestMinimalBTFIsWhatCiliumParses",
+        "TestCOREReadsTheRightFields/patched", "TestCOREReadsTheRightFields/auto",
+        "TestMinimalBTFIsWhatCiliumParses",
         "TestENUM64/minimize", "TestENUM64/patched", "TestENUM64/auto",
         "TestUnguardedMissingFieldIsRefused", "TestBadObjects", "TestKernelRouteForReference",
     ],

@@ -130,6 +130,7 @@ func Load(ctx context.Context, c *btfd.Client, object []byte, opts Options) (*Re
 		if err != nil {
 			return nil, err
 		}
+		route = RouteMinimize
 		co.Programs.KernelTypes = kt
 	case RoutePatched:
 		if res.Relocations, err = Patch(ctx, c, cs, object, opts.Spec); err != nil {

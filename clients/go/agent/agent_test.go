@@ -73,14 +73,17 @@ type ids struct {
 func TestCOREReadsTheRightFields(t *testing.T) {
 	obj := build(t, "task_ids")
 	c := client(t)
-	for _, route := range []agent.Route{agent.RouteMinimize, agent.RoutePatched} {
+	for _, route := range []agent.Route{agent.RouteMinimize, agent.RoutePatched, agent.RouteAuto} {
 		t.Run(route.String(), func(t *testing.T) {
 			res, err := agent.Load(context.Background(), c, obj, agent.Options{Route: route})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer res.Close()
-			switch route {
+			if took := res.Route; took != route && !(route == agent.RouteAuto && took == agent.RouteMinimize) {
+				t.Errorf("route %v took %v", route, took)
+			}
+			switch res.Route {
 			case agent.RouteMinimize:
 				if len(res.MinimalBTF) == 0 || len(res.MinimalBTF) > 4096 {
 					t.Errorf("minimal BTF of %d bytes", len(res.MinimalBTF))
