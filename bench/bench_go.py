@@ -9,6 +9,8 @@ time seen by this script) and, while it holds, /proc/PID/smaps_rollup (PSS; USS 
 clean + dirty) and VmHWM (peak RSS) from /proc/PID/status.
 
 Variants:
+- go-baseline: the same Go agent binary parsing the object and loading nothing (Go runtime,
+  gRPC, cilium/ebpf linked in: what any Go agent pays before BTF);
 - go-btfd-minimize: Go (cilium/ebpf 0.9.1), btfd's MinimizeBtf as KernelTypes;
 - go-btfd-patched: Go (cilium/ebpf 0.9.1), btfd's ResolveCore patched instructions;
 - go-kernel: Go (cilium/ebpf 0.9.1) parsing /sys/kernel/btf/vmlinux itself (fails on ENUM64:
@@ -75,7 +77,7 @@ def run(*cmd: str, **kw: object) -> subprocess.CompletedProcess[str]:
 
 
 def rollup(pid: int) -> dict[str, int]:
-    """PSS, USS and peak RSS of a process, in bytes."""
+    """PSS, USS, anonymous memory and peak RSS of a process, in bytes."""
     f: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
         parts = line.split()
@@ -83,7 +85,7 @@ def rollup(pid: int) -> dict[str, int]:
             f[parts[0].rstrip(":")] = int(parts[1]) * 1024
     hwm = next(int(x.split()[1]) * 1024 for x in Path(f"/proc/{pid}/status").read_text().splitlines()
                if x.startswith("VmHWM:"))
-    return {"pss": f["Pss"], "uss": f["Private_Clean"] + f["Private_Dirty"], "hwm": hwm}
+    return {"pss": f["Pss"], "uss": f["Private_Clean"] + f["Private_Dirty"], "anon": f["Anonymous"], "hwm": hwm}
 
 
 def start(cmd: list[str]) -> tuple[subprocess.Popen[str], float]:
@@ -173,6 +175,7 @@ def main() -> None:
             min_path = tmp / "minimal.btf"
             min_path.write_bytes(minimal)
             variants = {
+                "go-baseline": [str(agent), "-route", "none", "-hold", "stdin", str(obj)],
                 "go-btfd-minimize": [str(agent), "-socket", sock, "-route", "minimize", "-attach", "-hold", "stdin",
                                      str(obj)],
                 "go-btfd-patched": [str(agent), "-socket", sock, "-route", "patched", "-attach", "-hold", "stdin",
@@ -193,20 +196,29 @@ def main() -> None:
           f"cilium/ebpf {cilium}, libbpf {libbpf}; {time.strftime('%Y-%m-%d')}")
     print(f"# object: task_ids.bpf.c ({obj_size} bytes); minimal BTF "
           f"{len(minimal)} bytes; medians of {args.runs} fresh processes, then {args.agents} alive at once")
-    print(f"| agent | start-up ms | PSS MiB | USS MiB | peak RSS MiB | {args.agents} at once: start-up ms median / max "
+    print(f"| agent | start-up ms | PSS MiB | USS MiB | anon MiB | peak RSS MiB | {args.agents} at once: start-up ms median / max "
           f"| {args.agents} at once: PSS MiB total | USS MiB total | peak RSS MiB total |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         if "error" in r:
-            print(f"| {name} | fails: `{r['error'][:200]}` | | | | | | | |")
+            print(f"| {name} | fails: `{r['error'][:200]}` | | | | | | | | |")
             continue
         s = r["single"]
         assert isinstance(s, dict)
-        print(f"| {name} | {s['ms']:.1f} | {mib(s['pss'])} | {mib(s['uss'])} | {mib(s['hwm'])} | "
+        print(f"| {name} | {s['ms']:.1f} | {mib(s['pss'])} | {mib(s['uss'])} | {mib(s['anon'])} | {mib(s['hwm'])} | "
               f"{r['n_ms_median']:.1f} / {r['n_ms_max']:.1f} | {mib(r['n_pss'])} | {mib(r['n_uss'])} | "
               f"{mib(r['n_hwm'])} |")  # type: ignore[arg-type]
     print(f"# btfd itself (shared by every agent on the node): PSS {mib(btfd_mem['pss'])} MiB, "
           f"USS {mib(btfd_mem['uss'])} MiB")
+    base = results.get("go-baseline", {})
+    if "single" in base:
+        for name in ("go-btfd-minimize", "go-btfd-patched"):
+            r = results[name]
+            if "single" in r:
+                a, b = r["single"], base["single"]
+                assert isinstance(a, dict) and isinstance(b, dict)
+                print(f"- {name} - go-baseline: PSS +{mib(a['pss'] - b['pss'])} MiB, USS +{mib(a['uss'] - b['uss'])} "
+                      f"MiB (anonymous +{mib(a['anon'] - b['anon'])} MiB), peak RSS +{mib(a['hwm'] - b['hwm'])} MiB, start-up +{a['ms'] - b['ms']:.1f} ms")
     ref = results.get("libbpf-kernel", {})
     if "single" in ref:
         for name in ("go-btfd-minimize", "go-btfd-patched", "libbpf-btfd"):

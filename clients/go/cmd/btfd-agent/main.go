@@ -10,12 +10,14 @@
 // -route patched: btfd's ResolveCore patched instructions, no CO-RE in the agent.
 // -route kernel: cilium/ebpf parses /sys/kernel/btf/vmlinux itself (the reference; 0.9.1
 // fails on kernels whose BTF has ENUM64).
+// -route none: parse the object, load nothing (the Go baseline for benchmarks).
 //
 // Once loaded (and attached) it prints one JSON line to stdout, "ready" with what it took.
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,7 +53,7 @@ type report struct {
 func main() {
 	started := time.Now()
 	socket := flag.String("socket", "", "btfd's gRPC socket (default: $BTFD_SOCKET, then the usual places)")
-	route := flag.String("route", "auto", "auto | minimize | patched | kernel")
+	route := flag.String("route", "auto", "auto | minimize | patched | kernel | none (load nothing)")
 	spec := flag.String("spec", "", "btfd spec to relocate against (default vmlinux)")
 	attach := flag.Bool("attach", false, "attach the programs (raw_tracepoint/, tracepoint/, kprobe/ sections)")
 	hold := flag.String("hold", "signal", "after loading: signal (wait for SIGINT/SIGTERM) | stdin (wait for EOF) | none")
@@ -80,6 +82,12 @@ func run(started time.Time, objPath, socket, route, spec string, attach bool, ho
 	defer cancel()
 	var res *agent.Result
 	switch route {
+	case "none":
+		if _, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(object)); err != nil {
+			return err
+		}
+		fmt.Printf("{\"ready\":true,\"route\":\"none\",\"startup_ms\":%.3f}\n", ms(time.Since(started)))
+		return holdOn(hold)
 	case "kernel":
 		res, err = agent.LoadKernel(object, ebpf.CollectionOptions{})
 	case "auto", "minimize", "patched":
@@ -125,6 +133,10 @@ func run(started time.Time, objPath, socket, route, spec string, attach bool, ho
 	if err := json.NewEncoder(os.Stdout).Encode(rep); err != nil {
 		return err
 	}
+	return holdOn(hold)
+}
+
+func holdOn(hold string) error {
 	switch hold {
 	case "none":
 	case "stdin":
