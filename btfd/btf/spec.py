@@ -30,6 +30,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
+from zlib import crc32
 
 from . import types as T
 from .errors import (
@@ -40,13 +41,13 @@ from .errors import (
     BTFUnsupportedError,
 )
 from .header import BUILTIN_LAYOUT, Header, parse_header
+from .index import CHECKPOINT, IndexError_, NameIndex, SharedIndex, essential
+from .index import encode as encode_index
 from .kinds import Kind, kind_of
 
 __all__ = ["Spec", "essential_name", "CHECKPOINT", "MAX_RESOLVE_DEPTH"]
 
-#: One offset is kept every CHECKPOINT types (a power of two).
-CHECKPOINT = 16
-_CK_SHIFT = 4
+_CK_SHIFT = 4  # log2(CHECKPOINT)
 #: Mirrors libbpf's MAX_RESOLVE_DEPTH (btf.c): deeper chains are treated as cycles.
 MAX_RESOLVE_DEPTH = 32
 #: Nesting allowed while computing alignment: struct members nest, so this is deeper than
@@ -65,23 +66,9 @@ _LONG_NAMES = frozenset(
 )
 
 
-def _essential(name: bytes) -> bytes:
-    # libbpf bpf_core_essential_name_len(): cut at the last "X___Y" where X and Y are not '_'.
-    if b"___" not in name:
-        return name
-    for i in range(len(name) - 5, -1, -1):
-        if (
-            name[i] != 0x5F
-            and name[i + 1 : i + 4] == b"___"
-            and name[i + 4] != 0x5F
-        ):
-            return name[: i + 1]
-    return name
-
-
 def essential_name(name: str) -> str:
     """The CO-RE essential name: ``task_struct___old`` -> ``task_struct``; ``a____b`` stays."""
-    return _essential(name.encode()).decode()
+    return essential(name.encode()).decode()
 
 
 def _as_buffer(data: Any) -> Any:
@@ -101,9 +88,6 @@ def _as_buffer(data: Any) -> Any:
     return data
 
 
-_NameIndex = tuple["int | None", "array[int] | None", "array[int] | None"]
-
-
 class Spec:
     """One BTF blob (raw ``.BTF`` bytes), optionally split over ``base``.
 
@@ -119,7 +103,11 @@ class Spec:
         start: int = 0,
         length: int | None = None,
         name: str = "",
+        index: Any = None,
     ) -> None:
+        """``index``: the blob's index in the shared format (bytes or a mapping, see
+        :mod:`btfd.btf.index`), read in place instead of walking the blob and hashing its
+        names; :class:`~btfd.btf.index.IndexError_` when it does not belong to this blob."""
         self._data = _as_buffer(data)
         self.name = name
         self.base: Spec | None = base
@@ -158,19 +146,61 @@ class Spec:
             raise BTFFormatError("string section is empty (only split BTF may have none)", offset=self._ss)
         if base is None and self._data[self._ss] != 0:
             raise BTFFormatError("string section does not start with an empty string", offset=self._ss)
-        self._ckpt, self.count = self._offset_pass()
+        # Name index, built on first use and published in one assignment (threads may look
+        # names up while another builds it), or read from a shared index.
+        self._nx: NameIndex | None = None
+        self._shared: SharedIndex | None = None
+        self._ckpt: Any
+        if index is not None:
+            self._adopt(index)
+        else:
+            self._ckpt, self.count = self._offset_pass()
         self.next_id = self.start_id + self.count
         if self.next_id - 1 > BTF_MAX_TYPE:
             raise BTFFormatError(f"{self.next_id - 1} types exceed BTF_MAX_TYPE")
-        # Name index, built on first use and published in one assignment (threads may look
-        # names up while another builds it): (first named id when the blob is name-sorted,
-        # else None; bucket directory; entries), the arrays None for a name-sorted blob.
-        self._nx: _NameIndex | None = None
         self._closed = False
         self._ptr_size: int | None = None
         self._dense: array[int] | None = None  # every offset, only while dense() is active
 
     # ------------------------------------------------------------------ offsets
+
+    def _blob(self) -> tuple[Any, int, int]:
+        return self._data, self.header.start, self.header.end
+
+    def _adopt(self, index: Any) -> None:
+        """Use a shared index: its checkpoints and names replace the offset pass and the name
+        hash. The type section's tail is walked from the last checkpoint, so a count or a last
+        checkpoint that does not fit the blob is caught here."""
+        from .index import decode
+
+        shared = decode(index, self._blob(), start_id=self.start_id)
+        nwords = (self._te - self._ts) // 4
+        ck = shared.checkpoints
+        if shared.count == 0 or not len(ck) or ck[0] != 0 or ck[-1] >= nwords:
+            if shared.count or nwords:
+                raise IndexError_("index checkpoints do not fit the type section")
+        o = self._ts + 4 * ck[-1] if len(ck) else self._ts
+        for _ in range((shared.count - 1) % CHECKPOINT + 1 if shared.count else 0):
+            if o + 12 > self._te:
+                raise IndexError_("index type count does not fit the type section")
+            o = self._step(o)
+        if o != self._te:
+            raise IndexError_("index type count does not fit the type section")
+        self._ckpt, self.count = ck, shared.count
+        self._shared = shared
+        self._nx = shared.names
+
+    def export_index(self) -> bytes:
+        """This spec's index (checkpoints and names, building the names if needed) in the
+        shared format of :mod:`btfd.btf.index`, for :class:`Spec` ``(..., index=...)``."""
+        nx = self._nx or self._build_name_index()
+        return encode_index(blob=self._blob(), start_id=self.start_id, count=self.count,
+                            checkpoints=array("I", self._ckpt), names=nx)
+
+    @property
+    def shared_index_bytes(self) -> int:
+        """Bytes of the shared index this spec reads (0 when its index is its own)."""
+        return self._shared.nbytes if self._shared is not None else 0
 
     def _offset_pass(self) -> tuple[array[int], int]:
         """One pass over the type section; returns (checkpoint word offsets, type count)."""
@@ -278,6 +308,8 @@ class Spec:
         while p < o:
             p = self._step(p)
             tid += 1
+        if p != o:  # only a hostile shared index names an offset inside a record
+            raise IndexError_(f"offset {o} is not the start of a type record")
         return tid
 
     def _locate(self, tid: int) -> tuple[Spec, int]:
@@ -533,7 +565,7 @@ class Spec:
 
     # ------------------------------------------------------------------ name index
 
-    def _build_name_index(self) -> _NameIndex:
+    def _build_name_index(self) -> NameIndex:
         """One walk over the names: detect name-sorted blobs, else bucket every named type.
 
         Transient memory is one bucket number per type (an ``array('H')``, 2 bytes, allocated
@@ -584,7 +616,7 @@ class Spec:
                     elif sorted_ok and nm < prev:
                         sorted_ok = False
                     prev = nm
-                    b = hash(nm if b"___" not in nm else _essential(nm)) & mask
+                    b = crc32(nm if b"___" not in nm else essential(nm)) & mask
                     buckets[named] = b
                     named += 1
                     counts[b + 1] += 1
@@ -597,7 +629,7 @@ class Spec:
             if words is not None:
                 words.release()
         if sorted_ok and first_named is not None and named > 1:
-            nx: _NameIndex = (first_named, None, None)
+            nx = NameIndex(first_named, None, None)
             self._nx = nx
             return nx
         for b in range(nb):
@@ -629,7 +661,7 @@ class Spec:
         counts.pop()
         # Published complete, in one assignment: a concurrent builder computes the same
         # value and overwrites it harmlessly; readers see either None or a whole index.
-        nx = (None, counts, ent)
+        nx = NameIndex(None, counts, ent)
         self._nx = nx
         return nx
 
@@ -646,20 +678,17 @@ class Spec:
         nx = self._nx
         if nx is None:
             nx = self._build_name_index()
-        sorted_from, d, ent = nx
-        if sorted_from is not None:
-            yield from self._sorted_named(ess, sorted_from)
+        if nx.first_named is not None:
+            yield from self._sorted_named(ess, nx.first_named)
             return
-        assert d is not None and ent is not None
-        data = self._data
-        b = hash(ess) & (len(d) - 2)
-        for i in range(d[b], d[b + 1]):
-            o = self._ts + 4 * ent[i]
+        data, ts = self._data, self._ts
+        for w in nx.bucket(ess, (self._te - ts) >> 2):
+            o = ts + 4 * w
             name_off, info, _ = self._rec(data, o)
             nm = self._str_bytes(name_off)
             # "foo___a" has essential name "foo", so it must not answer a query for "foo___a"
             # (the essential name of "foo___a___b"): compare essential names, never full ones.
-            if nm.startswith(ess) and (nm == ess and b"___" not in nm or _essential(nm) == ess):
+            if nm.startswith(ess) and (nm == ess and b"___" not in nm or essential(nm) == ess):
                 yield o, nm, info
 
     def _name_reader(self) -> Any:
@@ -708,7 +737,7 @@ class Spec:
         name_at, u32, data, step, end = self._name_reader(), self._u32, self._data, self._step, self.next_id
         tid, o = self._sorted_lower_bound(ess, lo_id, name_at)
         while tid < end and (nm := name_at(o)) == ess:
-            if _essential(nm) == ess:
+            if essential(nm) == ess:
                 yield o, nm, u32(data, o + 4)[0]
             o = step(o)
             tid += 1
@@ -718,7 +747,7 @@ class Spec:
         if name_at(o) < key:
             tid, o = self._sorted_lower_bound(key, tid, name_at)
         while tid < end and (nm := name_at(o)).startswith(key):
-            if _essential(nm) == ess:
+            if essential(nm) == ess:
                 yield o, nm, u32(data, o + 4)[0]
             o = step(o)
             tid += 1
@@ -731,7 +760,7 @@ class Spec:
             return []
         out = self.base.find_ids(name, kind) if self.base is not None else []
         own = [
-            o for o, nm, info in self._own_named(_essential(q))
+            o for o, nm, info in self._own_named(essential(q))
             if nm == q and (kind is None or kind_of(info) == kind)
         ]
         out.extend(self._id_at(o) for o in sorted(own))
@@ -752,7 +781,7 @@ class Spec:
     def find_essential(self, name: str, kinds: frozenset[Kind] | set[Kind] | None = None) -> list[int]:
         """CO-RE candidate search: ids of types whose essential name equals ``name``'s
         essential name, of one of ``kinds``; base first, in id order."""
-        ess = _essential(name.encode())
+        ess = essential(name.encode())
         out = self.base.find_essential(name, kinds) if self.base is not None else []
         own = [
             o for o, _nm, info in self._own_named(ess)
@@ -762,18 +791,19 @@ class Spec:
         return out
 
     def index_bytes(self) -> dict[str, int]:
-        """Bytes this spec's own indexes hold (``offsets`` and ``names``)."""
-        names = 0
+        """Bytes this spec's indexes hold: ``offsets`` and ``names`` built by this process
+        (private memory), ``shared`` read from a shared index (a mapping others share)."""
+        if self._shared is not None:
+            return {"offsets": 0, "names": 0, "shared": self._shared.nbytes}
         nx = self._nx
-        if nx is not None and nx[1] is not None and nx[2] is not None:
-            names = sum(a.buffer_info()[1] * a.itemsize for a in (nx[1], nx[2]))
-        return {"offsets": self._ckpt.buffer_info()[1] * self._ckpt.itemsize, "names": names}
+        return {"offsets": 4 * len(self._ckpt), "names": nx.nbytes if nx is not None else 0,
+                "shared": 0}
 
     @property
     def name_sorted(self) -> bool | None:
         """True when the blob is name-sorted (known once the name index was asked for)."""
         nx = self._nx
-        return None if nx is None else nx[0] is not None
+        return None if nx is None else nx.first_named is not None
 
     # ------------------------------------------------------------------ semantics
 
@@ -887,6 +917,10 @@ class Spec:
         self._closed = True
         self._data = b""
         self._dense = None
+        if self._shared is not None:  # views of a mapping: let it be unmapped
+            self._ckpt = array("I")
+            self._nx = None
+            self._shared = None
 
     @property
     def closed(self) -> bool:
