@@ -375,6 +375,45 @@ func TestFdAnswerFromAHostileServer(t *testing.T) {
 	}
 }
 
+// A server that accepts and never answers: the request ends at its deadline, not retried.
+func TestFdRequestDeadline(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "silent.fd")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+		}
+	}()
+	for _, tc := range []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		opts btfd.FdOptions
+	}{
+		{"FdOptions.Timeout", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) },
+			btfd.FdOptions{Timeout: 200 * time.Millisecond}},
+		{"context deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 200*time.Millisecond)
+		}, btfd.FdOptions{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			_, fd, err := btfd.RequestFd(ctx, path, "vmlinux", tc.opts)
+			if !errors.Is(err, context.DeadlineExceeded) || fd != -1 {
+				t.Fatalf("got fd %d, %v; want context.DeadlineExceeded", fd, err)
+			}
+		})
+	}
+}
+
 func TestFdRequestNoDaemon(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "none.fd")
 	_, _, err := btfd.RequestFd(context.Background(), path, "vmlinux", btfd.FdOptions{RetryBudget: 200 * time.Millisecond})

@@ -78,7 +78,8 @@ func (o FdOptions) budget() time.Duration {
 }
 
 // RequestFd asks the fd socket at path for spec's fd ("" is vmlinux). The caller owns the fd.
-// An error answer is an *[FdError]; a socket that cannot be reached is the dial's error.
+// An error answer is an *[FdError]; a socket that cannot be reached is the dial's error; no
+// answer within the deadline (ctx's, else opts.Timeout) wraps context.DeadlineExceeded.
 // A restarting daemon is retried within opts.RetryBudget; nothing else is.
 func RequestFd(ctx context.Context, path, spec string, opts FdOptions) (FdAnswer, int, error) {
 	b := newBackoff(opts.budget())
@@ -143,6 +144,9 @@ func requestFdOnce(ctx context.Context, path, spec string, timeout time.Duration
 	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4*4))
 	for !bytes.HasSuffix(line, []byte("\n")) {
 		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if n < 0 { // on some errors
+			n = 0
+		}
 		if oobn > 0 {
 			got, perr := parseRights(oob[:oobn])
 			fds = append(fds, got...)
@@ -160,7 +164,10 @@ func requestFdOnce(ctx context.Context, path, spec string, timeout time.Duration
 			if err != nil && !errors.Is(err, io.EOF) {
 				closeAll()
 				if ctx.Err() != nil {
-					return ans, -1, fmt.Errorf("btfd: fd request: %w", ctx.Err())
+					return ans, -1, fmt.Errorf("btfd: fd request to %s: %w", path, ctx.Err())
+				}
+				if errors.Is(err, os.ErrDeadlineExceeded) { // the socket's deadline is ctx's
+					return ans, -1, fmt.Errorf("btfd: fd request to %s: %w", path, context.DeadlineExceeded)
 				}
 				return ans, -1, fmt.Errorf("btfd: read fd answer: %w", err)
 			}

@@ -31,7 +31,7 @@ GO_TESTS = {
     "btfd/clients/go": [
         "TestDefaultSocket", "TestFdSocketFor", "TestGetInfo", "TestLookupType",
         "TestErrorsCarryTheStatus", "TestListTypes", "TestOpenSharedMatchesReadRawAndTheKernel",
-        "TestFdErrors", "TestFdAnswerFromAHostileServer", "TestFdRequestNoDaemon",
+        "TestFdErrors", "TestFdAnswerFromAHostileServer", "TestFdRequestDeadline", "TestFdRequestNoDaemon",
         "TestRetryBudgetSpent", "TestRetryUntilTheDaemonStarts",
     ],
     "btfd/clients/go/agent": [
