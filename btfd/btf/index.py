@@ -48,9 +48,14 @@ import zlib
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import BTFFormatError
+from .wire import CHECKPOINT
+
+if TYPE_CHECKING:
+    from .strings import Strings
+    from .wire import Records
 
 __all__ = [
     "CHECKPOINT",
@@ -60,14 +65,13 @@ __all__ = [
     "NameIndex",
     "SharedIndex",
     "blob_crc32",
+    "build_names",
     "bucket_of",
     "decode",
     "encode",
     "essential",
 ]
 
-#: One offset is kept every CHECKPOINT types (a power of two).
-CHECKPOINT = 16
 INDEX_MAGIC = 0x58465442
 INDEX_VERSION = 1
 HASH_CRC32 = 1
@@ -141,6 +145,100 @@ class NameIndex:
             if w + 3 > nwords:
                 raise IndexError_(f"name index entry {w} is past the type section ({nwords} words)")
         return out
+
+
+def build_names(records: Records, strings: Strings, start_id: int, count: int) -> NameIndex:
+    """One walk over the names: detect name-sorted blobs, else bucket every named type.
+
+    Transient memory is one bucket number per type (an ``array('H')``, 2 bytes, allocated
+    once at its final size) -- no list of Python ints, no second array of offsets or
+    positions: a second, name-free walk places the offsets, advancing the directory's own
+    entries, which are shifted back afterwards. Every large array is allocated whole, never
+    grown, so the allocator can hand the transient one back instead of keeping its pages.
+    """
+    data, strs, crc32 = records.data, strings.bytes_at, zlib.crc32
+    nb = 1
+    while nb * 4 < count:
+        nb <<= 1
+    mask = nb - 1
+    code = "H" if nb <= 1 << 16 else "I"
+    buckets: array[int] = array(code, bytes(array(code).itemsize * count))
+    named = 0
+    counts: array[int] = array("I", bytes(4 * (nb + 1)))
+    sorted_ok = True
+    prev = b""
+    first_named: int | None = None
+    fixed, elem, vmask = records.fixed, records.elem, records.vlen_mask
+    # Own strings are read inline (the common case); base strings through strings.bytes_at.
+    find, sbase, ss, se = data.find, strings.start, strings.begin, strings.end
+    native = records.byte_order == sys.byteorder
+    words: Any = records.native_words()
+    u32 = records.u32
+    ts = records.ts
+    nwords = records.nwords
+    i = 0
+    tid = start_id
+    try:
+        while i < nwords:
+            if native:
+                name_off = words[i]
+                info = words[i + 1]
+            else:
+                name_off, info = u32(data, ts + 4 * i)[0], u32(data, ts + 4 * i + 4)[0]
+            if name_off:
+                if name_off >= sbase and (a := ss + name_off - sbase) < se:
+                    e = find(b"\0", a, se)
+                    nm = data[a:e] if e >= 0 else strs(name_off)
+                else:
+                    nm = strs(name_off)
+                if first_named is None:
+                    first_named = tid
+                elif sorted_ok and nm < prev:
+                    sorted_ok = False
+                prev = nm
+                b = crc32(nm if b"___" not in nm else essential(nm)) & mask
+                buckets[named] = b
+                named += 1
+                counts[b + 1] += 1
+            elif first_named is not None:
+                sorted_ok = False
+            k = (info >> 24) & 0x7F  # kind_of(), inlined: hot loop
+            i += fixed[k] + (info & vmask) * elem[k]
+            tid += 1
+    finally:
+        if words is not None:
+            words.release()
+    if sorted_ok and first_named is not None and named > 1:
+        return NameIndex(first_named, None, None)
+    for b in range(nb):
+        counts[b + 1] += counts[b]
+    ent: array[int] = array("I", bytes(4 * named))
+    pos = counts  # bucket b's next free slot; afterwards, the start of bucket b + 1
+    # Second walk: no strings, just each record's name_off and length.
+    words = records.native_words()
+    i = n = 0
+    try:
+        while i < nwords:
+            if native:
+                name_off, info = words[i], words[i + 1]
+            else:
+                name_off, info = u32(data, ts + 4 * i)[0], u32(data, ts + 4 * i + 4)[0]
+            if name_off:
+                b = buckets[n]
+                ent[pos[b]] = i
+                pos[b] += 1
+                n += 1
+            k = (info >> 24) & 0x7F  # kind_of(), inlined: hot loop
+            i += fixed[k] + (info & vmask) * elem[k]
+    finally:
+        if words is not None:
+            words.release()
+    del buckets
+    # pos[b] now holds the end of bucket b (= the start of b + 1): shift back by one.
+    counts.insert(0, 0)
+    counts.pop()
+    return NameIndex(None, counts, ent)
+
 
 
 @dataclass(frozen=True, slots=True)

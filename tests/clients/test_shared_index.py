@@ -146,3 +146,29 @@ def test_index_fd_is_a_fresh_description_per_answer(daemon) -> None:
     finally:
         for fd in a + b:
             os.close(fd)
+
+
+def test_a_c_reader_that_knows_only_the_protocol_doc(daemon, kernel_vmlinux: Path, tmp_path: Path) -> None:
+    """clients/c/btfd_index_lookup.c implements docs/PROTOCOL.md's index section in C (zlib's
+    crc32, its own record stepping): its answers must be the library's, flavors and misses
+    included, and it must refuse an index it cannot check (a daemon sharing none)."""
+    import shutil
+
+    build = tmp_path / "c"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "clients" / "c", build)
+    subprocess.run(["make", "-s", "-C", str(build), "btfd-index-lookup"], check=True, timeout=120)
+    spec = Spec(kernel_vmlinux.read_bytes())
+    names = ["task_struct", "sk_buff", "list_head", "int", "file_operations", "bpf_prog",
+             "no_such_type_qq", "pid", "task_struct___v2"]
+    names += sorted({spec.type_name(t) for t in range(1, spec.next_id, 997)} - {""})
+    r = subprocess.run([str(build / "btfd-index-lookup"), daemon.fd_socket, *names],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = dict(line.split(":", 1) for line in r.stdout.splitlines())
+    assert set(got) == set(names)
+    for n in names:
+        assert [int(x) for x in got[n].split()] == spec.find_ids(n), n
+    with BtfdProcess(tmp_path / "d", "--metrics-address", "off", "--no-share-index") as d:
+        r = subprocess.run([str(build / "btfd-index-lookup"), d.fd_socket, "int"], capture_output=True,
+                           text=True, timeout=60)
+    assert r.returncode == 1 and "no blob and index fds" in r.stderr
