@@ -100,7 +100,8 @@ class Daemon:
         modules_dir = self._modules_dir(sysfs, vmlinux, sysfs_vmlinux)
         source.MAX_FILE_BYTES = args.max_file_bytes  # every spec file opened is checked first
         try:
-            self.specs = Registry(vmlinux_path=vmlinux, sysfs_dir=modules_dir, extra=extra, mapper=mapper)
+            self.specs = Registry(vmlinux_path=vmlinux, sysfs_dir=modules_dir, extra=extra, mapper=mapper,
+                                  share_index=getattr(args, "share_index", True))
         except SourceError as exc:
             cause = exc.__cause__
             if isinstance(cause, PermissionError):

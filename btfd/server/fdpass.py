@@ -23,7 +23,6 @@ import asyncio
 import errno
 import fcntl
 import functools
-import json
 import logging
 import os
 import resource
@@ -31,6 +30,7 @@ import socket
 import struct
 import termios
 
+from ..fdproto import MAX_LINE, Answer, FdError, encode_answer, encode_error, parse_request
 from ..source import reopen_read_only
 from .errors import describe, quote
 from .limits import Limits, RateLimited
@@ -40,7 +40,6 @@ from .registry import Registry
 __all__ = ["FdServer", "MAX_LINE", "client_cap", "peer_credentials", "unread_bytes"]
 
 log = logging.getLogger("btfd.fd")
-MAX_LINE = 4096
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13
 _MAX_GROUPS = 65536
 _RESERVED_FDS = 32  # the daemon's own fds: specs, gRPC listener, metrics, logs, ...
@@ -236,7 +235,7 @@ class FdServer:
                 deadline = loop.time() + self.idle_timeout  # for the whole line
                 while b"\n" not in buf:
                     if len(buf) > MAX_LINE:
-                        await self._send(conn, _too_long(), -1)
+                        await self._send(conn, _too_long(), [])
                         return
                     left = deadline - loop.time()
                     if left <= 0:
@@ -248,18 +247,18 @@ class FdServer:
                     buf += chunk
                 line, buf = buf.split(b"\n", 1)
                 if len(line) > MAX_LINE:
-                    await self._send(conn, _too_long(), -1)
+                    await self._send(conn, _too_long(), [])
                     return
                 # At most one unread answer per connection (see the module docstring); a peer
                 # that does not read it within --fd-answer-timeout gets no other answer.
                 if not await self._drained(conn, self.limits.fd_answer_seconds):
                     self.metrics.limited.labels("fd_answer_timeout").inc()
                     return
-                answer, fd, passed = self._answer(line, uid)
-                if fd >= 0:
-                    fd = _fresh(fd)
+                answer, fds, passed = self._answer(line, uid)
+                if fds:  # the blob's fd may be a dup of the kernel file's: a description of its own
+                    fds[0] = _fresh(fds[0])
                 try:
-                    await self._send(conn, answer, fd)
+                    await self._send(conn, answer, fds)
                 except OSError as exc:
                     if exc.errno != errno.ETOOMANYREFS:
                         raise
@@ -271,10 +270,10 @@ class FdServer:
                     await self._send(conn, _error(
                         f"the daemon has too many fds in flight (sent to clients that have not read "
                         f"them; its RLIMIT_NOFILE is {nofile}): try again later",
-                        "RESOURCE_EXHAUSTED"), -1)
+                        "RESOURCE_EXHAUSTED"), [])
                     continue
                 finally:
-                    if fd >= 0:
+                    for fd in fds:
                         os.close(fd)
                 if passed is not None:
                     self.metrics.fd_requests.labels("OK").inc()
@@ -311,33 +310,43 @@ class FdServer:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _DRAIN_POLL_MAX)
 
-    def _answer(self, line: bytes, uid: int) -> tuple[bytes, int, tuple[str, str] | None]:
-        """The answer line, the fd to attach (-1: none) and, for an fd, the (spec, mode) labels
-        to count once it is sent. The fd is a dup made here, synchronously: a rescan dropping
-        the spec while the answer waits to be sent closes the registry's fd, never this one;
-        the caller closes it once sent."""
+    def _answer(self, line: bytes, uid: int) -> tuple[bytes, list[int], tuple[str, str] | None]:
+        """The answer line, the fds to attach (the blob's, then the index's when asked for)
+        and, for a success, the (spec, mode) labels to count once it is sent. The fds are
+        made here, synchronously (a dup of the kernel file, or a fresh read-only open file
+        description of a memfd): a rescan dropping the spec while the answer waits to be sent
+        closes the registry's fds, never these; the caller closes them once sent."""
         try:
-            name = line.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            self.metrics.fd_requests.labels("INVALID_ARGUMENT").inc()
-            return _error("spec name is not UTF-8", "INVALID_ARGUMENT"), -1, None
+            req = parse_request(line)
+        except FdError as exc:
+            self.metrics.fd_requests.labels(exc.status).inc()
+            return encode_error(str(exc), exc.status), [], None
         try:
-            e = self.specs.ensure(name or "vmlinux")
+            e = self.specs.ensure(req.spec)
         except Exception as exc:  # noqa: BLE001 - mapped like gRPC errors, in errors.py
-            code, message = describe(exc, f"fd request {quote(name)}")
+            code, message = describe(exc, f"fd request {quote(req.spec)}")
             self.metrics.fd_requests.labels(code.name).inc()
-            return _error(message, code.name), -1, None
+            return encode_error(message, code.name), [], None
         if e.ro_fd < 0 or e.source is None:
             self.metrics.fd_requests.labels("FAILED_PRECONDITION").inc()
-            return _error(f"spec {e.name} is held in memory and has no fd to share",
-                          "FAILED_PRECONDITION"), -1, None
+            return encode_error(f"spec {e.name} is held in memory and has no fd to share",
+                                "FAILED_PRECONDITION"), [], None
         log.debug("fd socket: passing %s (%s) to uid %d", e.name, e.source.mode, uid)
-        body = {"spec": e.name, "size": e.source.size, "mode": e.source.mode, "base": e.base or None}
-        return (json.dumps(body) + "\n").encode(), os.dup(e.ro_fd), (e.name, e.source.mode)
+        index = e.index if req.index else None
+        fds = [os.dup(e.ro_fd)]
+        try:
+            if index is not None:
+                fds.append(reopen_read_only(index.fd))
+        except OSError:
+            os.close(fds[0])
+            raise
+        body = Answer(e.name, e.source.size, e.source.mode, e.base or None,
+                      index.size if index is not None else 0)
+        return encode_answer(body), fds, (e.name, e.source.mode)
 
-    async def _send(self, conn: socket.socket, data: bytes, fd: int) -> None:
+    async def _send(self, conn: socket.socket, data: bytes, fds: list[int]) -> None:
         loop = asyncio.get_running_loop()
-        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())] if fd >= 0 else []
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
         view = memoryview(data)
         while view:
             try:
@@ -383,8 +392,7 @@ def _set_once(fut: asyncio.Future[None]) -> None:
 
 
 def _too_long() -> bytes:
-    return _error(f"request line longer than {MAX_LINE} bytes", "INVALID_ARGUMENT")
+    return encode_error(f"request line longer than {MAX_LINE} bytes", "INVALID_ARGUMENT")
 
 
-def _error(message: str, code: str) -> bytes:
-    return (json.dumps({"error": message, "code": code}) + "\n").encode()
+_error = encode_error

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request accepted (default 16M); larger: RESOURCE_EXHAUSTED")
     p.add_argument("--lookup-cache-bytes", type=_size_or_zero, default=512 << 10,
                    help="memory for cached LookupType answers (default 512K; 0 disables)")
+    p.add_argument("--no-share-index", dest="share_index", action="store_false",
+                   help="keep each spec's index (offsets and name hash) private instead of in a "
+                   "sealed memfd handed to agents beside the blob (fd socket '+index')")
     p.add_argument("--worker-threads", type=_positive_int, default=2, metavar="N",
                    help="threads for lookups, listings and CO-RE off the event loop (Python "
                    "runs one at a time, so more add memory, not speed; default %(default)s)")
