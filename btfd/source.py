@@ -57,7 +57,7 @@ MODE_BYTES = "bytes"
 
 #: Largest file opened to serve (btfd --max-file-bytes): the biggest vmlinux BTF seen is ~10
 #: MiB, a module's a few hundred KiB; a file past this is refused before a byte is read.
-MAX_FILE_BYTES = 256 << 20
+MAX_FILE_BYTES = 64 << 20
 
 SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
 _CHUNK = 1 << 20

@@ -141,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds in-flight requests get on SIGTERM (default %(default)s)")
     p.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"), help="default %(default)s")
-    p.add_argument("--max-file-bytes", type=_positive_size, default=256 << 20,
-                   help="largest BTF file (module, --btf) read or mapped (default 256M)")
+    p.add_argument("--max-file-bytes", type=_positive_size, default=64 << 20,
+                   help="largest BTF file (module, --btf) read or mapped (default 64M)")
     from .limits import add_arguments
 
     add_arguments(p)

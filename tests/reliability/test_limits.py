@@ -288,7 +288,7 @@ def test_a_huge_sparse_module_file_is_refused_before_it_is_read(tmp_path: Path) 
     with open(sysfs / "huge", "wb") as f:
         f.write(b"\x9f\xeb\x01\x00")
         f.truncate(1 << 30)
-    with BtfdProcess(tmp_path / "d", "--sysfs-btf-dir", str(sysfs), "--max-file-bytes", "64M") as d:
+    with BtfdProcess(tmp_path / "d", "--sysfs-btf-dir", str(sysfs), "--max-file-bytes", "32M") as d:
         stub = d.stub()
         uss0 = metric(d, "btfd_memory_bytes", kind="uss")
         code, msg = code_of(lambda: stub.LookupType(pb.LookupTypeRequest(spec="module/huge", name="x")))
@@ -307,7 +307,7 @@ def test_a_huge_btf_file_fails_start_up_clearly(tmp_path: Path) -> None:
     d = BtfdProcess(tmp_path / "d", "--btf", str(p), "--metrics-address", "off", wait=False)
     r = subprocess.run(d.args, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
-    assert "over the limit of 268435456 (btfd --max-file-bytes raises it)" in r.stderr, r.stderr
+    assert "over the limit of 67108864 (btfd --max-file-bytes raises it)" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
 
 
