@@ -8,9 +8,7 @@ import contextlib
 import functools
 import logging
 import os
-import sys
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -24,7 +22,7 @@ from .errors import RequestError, quote
 from .limits import Limits, Workers, limit_error
 from .metrics import Metrics
 from .registry import Registry, SpecEntry
-from .rpc import add_to_server, stream, unary
+from .rpc import AnswerCache, add_to_server, stream, unary
 
 __all__ = ["BtfService", "add_to_server", "MAX_CHUNK", "MAX_PAGE", "MAX_REFERENCED"]
 
@@ -56,15 +54,6 @@ def _kind(value: int) -> Kind | None:
         raise RequestError(f"unknown kind {value}") from None
 
 
-def cache_entry_bytes(key: tuple[Any, ...], answer: bytes) -> int:
-    """What one LookupType cache entry holds: the answer, its key (a tuple, the strings in
-    it), and the (answer, size) pair with the ordered dict's slot and link: 220 bytes on
-    CPython 3.11, measured with tracemalloc (tests/server/test_lookup_cache.py). Answers
-    average ~350 bytes, so leaving the overhead out would undercount by 40 %."""
-    return sys.getsizeof(answer) + sys.getsizeof(key) + sum(sys.getsizeof(k) for k in key
-                                                            if isinstance(k, str)) + 220
-
-
 class BtfService(pb_grpc.BtfServicer):
     """btfd.v1.Btf over a :class:`Registry`: requests become :mod:`btfd.btf.query` and
     :mod:`btfd.core` calls run by :class:`Workers` (budgets, lanes), entries are held with
@@ -79,16 +68,11 @@ class BtfService(pb_grpc.BtfServicer):
         self.limits = limits or Limits()
         self.workers = workers or Workers(2, self.limits)
         self.c_decl = _c_formatter()
-        # Specs never change while served, so a LookupType answer can be reused as long as
-        # the spec is there. Bounded by bytes (an LRU), so memory cannot grow with traffic.
-        # The answers are kept serialized: a bytes object costs what it is counted at (a
-        # message object costs ~6x its ByteSize, and a churning cache of them fragmented the
-        # heap by 3 MiB over a 10-minute soak), and a hit is sent without serializing again.
-        self._cache: OrderedDict[tuple[Any, ...], tuple[bytes, int]] = OrderedDict()
-        self._cache_limit = cache_bytes
-        self._cache_size = 0
+        # Specs never change while served: a LookupType answer is reused as long as the spec
+        # is there (its generation is in the key).
+        self._cache = AnswerCache(cache_bytes)
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
-        metrics.cache_bytes.set_function(lambda: self._cache_size)
+        metrics.cache_bytes.set_function(lambda: self._cache.size)
         metrics.cache_entries.set_function(lambda: len(self._cache))
         self._hit = metrics.cache.labels("hit")
         self._miss = metrics.cache.labels("miss")
@@ -175,9 +159,8 @@ class BtfService(pb_grpc.BtfServicer):
               request.depth, request.all_specs, gen)
         hit = self._cache.get(ck)
         if hit is not None:
-            self._cache.move_to_end(ck)
             self._hit.inc()
-            return hit[0]
+            return hit
         self._miss.inc()
         key = request.WhichOneof("key")
         if key is None:
@@ -192,13 +175,7 @@ class BtfService(pb_grpc.BtfServicer):
         async with self._hold(names, budget, modules) as held:
             out = await self.workers.run(lambda: self._lookup(request, kind, held, budget)
                                          .SerializeToString(), budget, heavy=request.depth > 0)
-        size = cache_entry_bytes(ck, out)
-        if size <= self._cache_limit // 8:
-            self._cache[ck] = (out, size)
-            self._cache_size += size
-            while self._cache_size > self._cache_limit:
-                _, (_, n) = self._cache.popitem(last=False)
-                self._cache_size -= n
+        self._cache.put(ck, out)
         return out
 
     def _generation(self, name: str) -> int:

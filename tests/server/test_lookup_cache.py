@@ -39,7 +39,6 @@ def test_cache_memory_is_what_it_counts(kernel_vmlinux: Path) -> None:
         names = sorted({t.name for t in spec.types(Kind.STRUCT) if t.name})[:3000]
         _lookups(svc, names[:50])  # first-use costs (imports, worker threads) out of the way
         svc._cache.clear()
-        svc._cache_size = 0
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
@@ -47,7 +46,7 @@ def test_cache_memory_is_what_it_counts(kernel_vmlinux: Path) -> None:
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - before
         tracemalloc.stop()
-        counted = svc._cache_size
+        counted = svc._cache.size
         assert limit * 0.9 <= counted <= limit  # the 3,000 answers overflow the cache: it is full
         # What the process holds is what the cache counts (a cache of message objects held
         # about 6x its serialized size).
