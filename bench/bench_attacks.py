@@ -161,7 +161,8 @@ class Honest:
     """Uncached lookups (a new name/depth pair each time) and fd requests, one at a time."""
 
     def __init__(self, sock: str, fd_sock: str, names: list[str]) -> None:
-        self.ch = grpc.insecure_channel(f"unix:{sock}")
+        self.ch_target = f"unix:{sock}"
+        self.ch = grpc.insecure_channel(self.ch_target)
         self.stub = btfd_pb2_grpc.BtfStub(self.ch)
         self.fd_sock, self.names = fd_sock, names
         self.lat: list[float] = []
@@ -169,19 +170,27 @@ class Honest:
         self.i = 0
         self.stop = threading.Event()
 
+    fresh_every = 20  # every Nth lookup on a new connection (an agent starting meanwhile)
+
     def one(self) -> None:
         self.i += 1
         name, depth = self.names[self.i % len(self.names)], 1 + (self.i // len(self.names)) % 3
         t0 = time.perf_counter()
+        fresh = self.fresh_every and self.i % self.fresh_every == 0
+        ch = grpc.insecure_channel(self.ch_target) if fresh else None
+        stub = btfd_pb2_grpc.BtfStub(ch) if ch is not None else self.stub
         try:
-            r = self.stub.LookupType(pb.LookupTypeRequest(name=name, kind=pb.KIND_STRUCT, depth=depth),
-                                     timeout=10)
+            r = stub.LookupType(pb.LookupTypeRequest(name=name, kind=pb.KIND_STRUCT, depth=depth),
+                                timeout=10)
             assert r.types
             self.lat.append(time.perf_counter() - t0)
         except grpc.RpcError as exc:
             self.failures.append(f"lookup {name}: {exc.code()}")  # type: ignore[attr-defined]
         except AssertionError:
             self.failures.append(f"lookup {name}: empty answer")
+        finally:
+            if ch is not None:
+                ch.close()
         if self.i % 10 == 0:
             try:
                 with socket.socket(socket.AF_UNIX) as s:
@@ -238,7 +247,10 @@ def main() -> int:
     ap.add_argument("attacks", nargs="*", default=[*ATTACKS, "sigterm"])
     ap.add_argument("--seconds", type=float, default=60.0, help="attack length (default %(default)s)")
     ap.add_argument("--after", type=float, default=60.0, help="wait before the after-uss (default %(default)s)")
+    ap.add_argument("--fresh-every", type=int, default=20,
+                    help="every Nth honest lookup on a new connection (0: never; default %(default)s)")
     args = ap.parse_args()
+    Honest.fresh_every = args.fresh_every
     spec = Spec(Path("/sys/kernel/btf/vmlinux").read_bytes())
     names = sorted({t.name for t in spec.types(Kind.STRUCT) if t.name})
     print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, {platform.release()}, "

@@ -267,8 +267,16 @@ class Daemon:
             if task is not None:
                 task.cancel()
         await fd_server.close()
+        # gRPC's stop(grace) stops accepting and waits for every connection to go away, idle
+        # ones too (a client that never closes held the exit for the whole grace): wait for
+        # the calls in flight only, then close what is left.
+        stopping = loop.create_task(server.stop(args.grace_period))
+        end = loop.time() + args.grace_period
+        while service.inflight > 0 and loop.time() < end:
+            await asyncio.sleep(0.02)
+        await server.stop(0)
         try:  # a call waiting for its worker thread must not hold the exit past the deadline
-            await asyncio.wait_for(server.stop(args.grace_period), args.grace_period + 1)
+            await asyncio.wait_for(stopping, 1)
         except asyncio.TimeoutError:
             log.warning("gRPC calls still running %.1f s after the stop", args.grace_period + 1)
         self._remove_sockets()

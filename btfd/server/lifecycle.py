@@ -114,7 +114,7 @@ def bind_unix(path: str, mode: int | None = None, group: str | None = None) -> s
             s.bind(path)
         if mode is not None:
             set_socket_access(path, mode, group)  # before listen: nobody connects too early
-        s.listen(128)
+        s.listen(1024)  # a burst of refused peers must not fill the queue for everyone
     except BaseException:
         s.close()
         raise

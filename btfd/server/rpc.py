@@ -23,6 +23,8 @@ R = TypeVar("R")
 
 
 class _Counts(Protocol):
+    inflight: int  # calls running now (a stop waits for these, not for idle connections)
+
     def _done(self, method: str, code: str, t0: float) -> None: ...
 
 
@@ -39,9 +41,10 @@ class _Accounted:
         self.t0 = time.perf_counter()
 
     async def __aenter__(self) -> None:
-        return None
+        self.svc.inflight += 1
 
     async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        self.svc.inflight -= 1
         if exc is None:
             self.svc._done(self.method, "OK", self.t0)
         elif isinstance(exc, (asyncio.CancelledError, GeneratorExit)):

@@ -71,6 +71,7 @@ class BtfService(pb_grpc.BtfServicer):
         # Specs never change while served: a LookupType answer is reused as long as the spec
         # is there (its generation is in the key).
         self._cache = AnswerCache(cache_bytes)
+        self.inflight = 0
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         metrics.cache_bytes.set_function(lambda: self._cache.size)
         metrics.cache_entries.set_function(lambda: len(self._cache))
