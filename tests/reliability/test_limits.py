@@ -346,3 +346,22 @@ def test_an_address_space_limit_refuses_work_instead_of_crashing(tmp_path: Path,
         assert "address-space limit (RLIMIT_AS)" in d.log()
     finally:
         assert d.stop() == 0
+
+
+def test_idle_connections_do_not_hold_the_stop(tmp_path: Path, kernel_vmlinux: Path) -> None:
+    """gRPC's own stop(grace) waits for every connection to go; btfd waits for calls only."""
+    with BtfdProcess(tmp_path / "i", "--metrics-address", "off", "--no-modules", "--grace-period", "600") as d:
+        idle = []
+        for _ in range(20):  # HTTP/2 preface and SETTINGS, then nothing
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(d.socket)
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+            idle.append(s)
+        honest(d)
+        d.signal(15)
+        try:
+            assert d.proc is not None and d.proc.wait(120) == 0  # long before the 600 s grace
+        finally:
+            for s in idle:
+                s.close()
+        assert "stopped" in d.log()
