@@ -1,6 +1,7 @@
 """``btfctl dump``: a whole spec as C (bpftool's ``format c``), raw text (bpftool's default)
-or JSON lines. ``--file F [--base B]`` works locally; otherwise the spec is read over the fd
-socket (mapped, not copied) and formatted here."""
+or JSON lines. ``--file F [--base B]`` works locally. From the daemon, C comes rendered
+(``DumpC``: rendered once per spec and kept there); other formats, and C from a daemon without
+``DumpC``, read the spec over the fd socket (mapped, not copied) and format it here."""
 
 from __future__ import annotations
 
@@ -55,12 +56,38 @@ def _local(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rendered_c(args: argparse.Namespace) -> bool:
+    """Copy the daemon's rendered C header to stdout. False when the daemon has no DumpC (an
+    older btfd): the caller formats it here instead."""
+    import grpc
+
+    from ..v1 import btfd_pb2 as pb
+    from ._rpc import client
+
+    c = client(args)
+    try:
+        out = sys.stdout.buffer
+        try:
+            for chunk in c.stub.DumpC(pb.DumpCRequest(spec=args.spec), timeout=args.timeout):
+                out.write(chunk.data)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return False
+            raise
+        out.flush()
+        return True
+    finally:
+        c.close()
+
+
 def run(args: argparse.Namespace) -> int:
     if args.file:
         return guard(args, lambda: _local(args))
     if args.base:
         print("btfctl dump: --base needs --file", file=sys.stderr)
         return 2
+    if args.format == "c" and guard(args, lambda: _rendered_c(args)):
+        return EXIT_OK
     from ..client import open_shared
 
     path = fd_socket(args)

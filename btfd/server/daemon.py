@@ -28,6 +28,7 @@ from .main import default_socket
 from .malloc import trimmer
 from .metrics import Metrics
 from .registry import Registry
+from .results import Results
 from .service import BtfService, add_to_server
 
 __all__ = ["Daemon", "StartupError"]
@@ -173,8 +174,10 @@ class Daemon:
             ("grpc.max_receive_message_length", args.max_request_bytes),
             ("grpc.max_send_message_length", 64 << 20),
         ])
+        self.results = Results(self.metrics, c_cache_bytes=args.c_cache_bytes,
+                               result_cache_bytes=args.result_cache_bytes)
         service = BtfService(self.specs, self.metrics, fd_socket=self.fd_path,
-                             cache_bytes=args.lookup_cache_bytes)
+                             cache_bytes=args.lookup_cache_bytes, results=self.results)
         add_to_server(service, server)
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -221,6 +224,7 @@ class Daemon:
             held += f", mmap refused: {vm.source.mmap_refused}"
         status = (f"serving {vm.spec.count} types ({held}) and "
                   f"{len(self.specs.module_entries())} module specs on {self.socket_path}")
+        prerender = [loop.create_task(self._prerender(n)) for n in args.prerender_c]
         if not self._stop.is_set():
             log.info("btfd %s ready: %s; fd socket %s", __version__, status, self.fd_path)
             lifecycle.notify(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}")
@@ -229,7 +233,7 @@ class Daemon:
         log.info("stopping: draining in-flight requests (grace %.1fs)", args.grace_period)
         for svc in ("", names[0]):
             await health.set(svc, health_pb2.HealthCheckResponse.NOT_SERVING)
-        for task in (rescan_task, trim_task):
+        for task in (rescan_task, trim_task, *prerender):
             if task is not None:
                 task.cancel()
         await fd_server.close()
@@ -237,9 +241,25 @@ class Daemon:
         self._remove_sockets()
         if isinstance(metrics_server, tuple):
             metrics_server[0].shutdown()
+        self.results.close()
         self.specs.close()
         log.info("stopped")
         return 0
+
+    async def _prerender(self, name: str) -> None:
+        """--prerender-c: render a spec's C header once the daemon serves (in a worker thread)."""
+        def work() -> None:
+            e = self.specs.acquire(name)
+            try:
+                fd, _ = self.results.c_header_fd(e)
+                os.close(fd)
+            finally:
+                self.specs.release(e)
+
+        try:
+            await asyncio.to_thread(work)
+        except (BTFError, OSError) as exc:
+            log.error("--prerender-c %s: %s", name, exc)
 
     def _on_stop(self, sig: signal.Signals) -> None:
         if not self._stop.is_set():

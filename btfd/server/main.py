@@ -127,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request accepted (default 16M); larger: RESOURCE_EXHAUSTED")
     p.add_argument("--lookup-cache-bytes", type=_size_or_zero, default=512 << 10,
                    help="memory for cached LookupType answers (default 512K; 0 disables)")
+    p.add_argument("--c-cache-bytes", type=_size_or_zero, default=64 << 20,
+                   help="memory (sealed memfds) for specs rendered as C headers, kept for DumpC "
+                   "and the fd socket (default 64M; a 6.18 vmlinux.h is 2.8M; 0: render every time)")
+    p.add_argument("--prerender-c", action="append", default=[], metavar="SPEC",
+                   help="render SPEC's C header (vmlinux.h) at start, not on first request "
+                   "(repeatable; e.g. --prerender-c vmlinux)")
+    p.add_argument("--result-cache-bytes", type=_size_or_zero, default=8 << 20,
+                   help="memory for cached ResolveCore/MinimizeBtf answers, keyed by the input's "
+                   "hash (default 8M; 0 disables)")
     p.add_argument("--worker-threads", type=_positive_int, default=2, metavar="N",
                    help="threads for lookups, listings and CO-RE off the event loop (Python "
                    "runs one at a time, so more add memory, not speed; default %(default)s)")

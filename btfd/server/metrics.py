@@ -105,3 +105,14 @@ class Metrics:
                                    registry=registry)
         self.fd_requests = Counter("btfd_fd_requests", "fd-socket requests by result code",
                                    ["code"], registry=registry)
+        # btfd/server/results.py: C headers rendered once per spec, CO-RE/minimal-BTF answers
+        # computed once per input (cache="c_header" | "answer").
+        self.result_cache = Counter("btfd_result_cache", "Results served from the cache (hit), "
+                                    "computed (miss) or dropped for the byte budget (evicted)",
+                                    ["cache", "result"], registry=registry)
+        self.result_cache_bytes = Gauge("btfd_result_cache_bytes", "Bytes the result caches hold "
+                                        "(c_header: sealed memfds, at most --c-cache-bytes; answer: "
+                                        "serialized answers, at most --result-cache-bytes)",
+                                        ["cache"], registry=registry)
+        self.result_cache_entries = Gauge("btfd_result_cache_entries", "Entries in the result caches",
+                                          ["cache"], registry=registry)

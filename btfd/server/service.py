@@ -26,6 +26,7 @@ from .convert import referenced_ids, type_to_pb
 from .errors import RequestError, describe, quote
 from .metrics import Metrics
 from .registry import Registry, SpecEntry
+from .results import Results, answer_key
 
 __all__ = ["BtfService", "add_to_server", "MAX_CHUNK", "MAX_PAGE", "MAX_REFERENCED"]
 
@@ -163,8 +164,9 @@ def add_to_server(service: BtfService, server: Any) -> None:
     cache's entries) that go out as they are."""
     got = _Handlers()
     pb_grpc.add_BtfServicer_to_server(service, got)  # type: ignore[no-untyped-call]
-    h = got.handlers["LookupType"]
-    got.handlers["LookupType"] = h._replace(response_serializer=_passing_bytes(h.response_serializer))
+    for m in ("LookupType", "ResolveCore", "MinimizeBtf"):  # (the last two: btfd/server/results.py)
+        h = got.handlers[m]
+        got.handlers[m] = h._replace(response_serializer=_passing_bytes(h.response_serializer))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(got.service, got.handlers),))
     server.add_registered_method_handlers(got.service, got.handlers)
 
@@ -173,8 +175,9 @@ class BtfService(pb_grpc.BtfServicer):
     """btfd.v1.Btf over a :class:`Registry`."""
 
     def __init__(self, specs: Registry, metrics: Metrics, *, fd_socket: str,
-                 cache_bytes: int = 512 << 10) -> None:
+                 cache_bytes: int = 512 << 10, results: Results | None = None) -> None:
         self.specs = specs
+        self.results = results if results is not None else Results(metrics)
         self.metrics = metrics
         self.fd_socket = fd_socket
         self.c_decl = _c_formatter()
@@ -439,7 +442,8 @@ class BtfService(pb_grpc.BtfServicer):
             raise
 
     @unary("ResolveCore")
-    async def ResolveCore(self, request: pb.ResolveCoreRequest, context: Any) -> pb.ResolveCoreResponse:
+    async def ResolveCore(self, request: pb.ResolveCoreRequest, context: Any) -> bytes:
+        """Answers a serialized ResolveCoreResponse, computed once per input (results.py)."""
         from ..core import ByteOrderError, RecordInput, parse_object, resolve_object, resolve_records
 
         names = list(request.specs) or [request.spec or "vmlinux"]
@@ -482,10 +486,22 @@ class BtfService(pb_grpc.BtfServicer):
                 for e in held:
                     self.specs.release(e)
 
-        return await asyncio.to_thread(work)
+        key = answer_key("ResolveCore", [request.object if which == "object" else
+                                         request.records.SerializeToString(deterministic=True)],
+                         self._generations(names, request.include_modules),
+                         (tuple(names), which, request.want_patched))
+        return await asyncio.to_thread(self.results.answer, key, lambda: work().SerializeToString())
+
+    def _generations(self, names: list[str], all_modules: bool) -> tuple[int, ...]:
+        """Identity of the specs an answer is computed against (with every module: also the set
+        of modules served). Read before the specs are held: a spec replaced meanwhile only files
+        the new answer under the old identity, which is never asked for again."""
+        return tuple(self._generation(n or "vmlinux") for n in names) + (
+            (self.specs.generation,) if all_modules else ())
 
     @unary("MinimizeBtf")
-    async def MinimizeBtf(self, request: pb.MinimizeBtfRequest, context: Any) -> pb.MinimizeBtfResponse:
+    async def MinimizeBtf(self, request: pb.MinimizeBtfRequest, context: Any) -> bytes:
+        """Answers a serialized MinimizeBtfResponse, computed once per input (results.py)."""
         from ..core import minimize
 
         if not request.objects:
@@ -500,8 +516,32 @@ class BtfService(pb_grpc.BtfServicer):
                 for e in held:
                     self.specs.release(e)
 
-        return await asyncio.to_thread(work)
+        key = answer_key("MinimizeBtf", list(request.objects), self._generations([request.spec], False), ())
+        return await asyncio.to_thread(self.results.answer, key, lambda: work().SerializeToString())
 
+    @stream("DumpC")
+    async def DumpC(self, request: pb.DumpCRequest, context: Any) -> AsyncIterator[pb.DumpCResponse]:
+        """The spec's C header, rendered once and kept (btfd/server/results.py)."""
+        chunk = min(request.chunk_size or MAX_CHUNK, MAX_CHUNK)
+        fd, size = await asyncio.to_thread(self._c_header_fd, request.spec)
+        try:
+            off = 0
+            while True:
+                data = os.pread(fd, min(chunk, size - off), off)
+                yield pb.DumpCResponse(offset=off, data=data, total_size=size)
+                off += len(data)
+                if off >= size or not data:
+                    return
+                await asyncio.sleep(0)
+        finally:
+            os.close(fd)
+
+    def _c_header_fd(self, name: str) -> tuple[int, int]:
+        e = self.specs.acquire(name)
+        try:
+            return self.results.c_header_fd(e)
+        finally:
+            self.specs.release(e)
 
 
 class _PageHold:
