@@ -226,6 +226,16 @@ class Results:
 
         return self._once("c_header", self._headers, key, render, take)
 
+    def cached_c_header_fd(self, name: str, generation: int) -> tuple[int, int] | None:
+        """:meth:`c_header_fd` when the header is already kept (never renders, never blocks:
+        for the event loop), else None."""
+        with self._lock:
+            v = self._headers.get(("c", name, generation))
+            if not isinstance(v, CHeader):
+                return None
+            self._count("c_header", "hit")
+            return _reopen_read_only(v.fd), v.size
+
     @staticmethod
     def _close_header(v: object) -> None:
         if isinstance(v, CHeader):

@@ -178,6 +178,7 @@ class BtfService(pb_grpc.BtfServicer):
                  cache_bytes: int = 512 << 10, results: Results | None = None) -> None:
         self.specs = specs
         self.results = results if results is not None else Results(metrics)
+        self._render_slot = asyncio.Semaphore(1)
         self.metrics = metrics
         self.fd_socket = fd_socket
         self.c_decl = _c_formatter()
@@ -523,7 +524,12 @@ class BtfService(pb_grpc.BtfServicer):
     async def DumpC(self, request: pb.DumpCRequest, context: Any) -> AsyncIterator[pb.DumpCResponse]:
         """The spec's C header, rendered once and kept (btfd/server/results.py)."""
         chunk = min(request.chunk_size or MAX_CHUNK, MAX_CHUNK)
-        fd, size = await asyncio.to_thread(self._c_header_fd, request.spec)
+        e = self.specs.entry_or_none(request.spec or "vmlinux")
+        got = self.results.cached_c_header_fd(e.name, e.generation) if e is not None else None
+        if got is None:
+            async with self._render_slot:  # renders take a worker for ~1 s: one at a time
+                got = await asyncio.to_thread(self._c_header_fd, request.spec)
+        fd, size = got
         try:
             off = 0
             while True:

@@ -323,3 +323,22 @@ def test_a_reloaded_module_never_gets_a_stale_header_or_answer(tmp_path: Path, b
         # (both kernels' answers are computed over vmlinux 6.1 plus the module: the module's
         # generation is in the key whether or not the answers differ)
         assert core_veth.results[0].spec == core_btrfs.results[0].spec == "module/m"
+
+
+def test_concurrent_dumpc_of_one_spec_renders_it_once(tmp_path: Path, bpftool: str) -> None:
+    path = tmp_path / "fleet.btf"
+    path.write_bytes(blob("vmlinux-6.1.0-56-amd64"))
+    want = _bpftool_c(bpftool, path)
+    with BtfdProcess(tmp_path / "d", "--btf", f"fleet={path}") as d:
+        url = d.metrics_url
+        got: list[bytes] = []
+        stubs = [d.stub() for _ in range(4)]
+        threads = [threading.Thread(target=lambda s=s: got.append(_dump_c(s, "fleet"))) for s in stubs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert got == [want] * 4
+        assert _metric(url, "btfd_result_cache_total", cache="c_header", result="miss") == 1
+        assert _metric(url, "btfd_result_cache_total", cache="c_header", result="hit") == 3
+        assert d.log().count("rendered fleet as C") == 1
