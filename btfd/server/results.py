@@ -248,6 +248,16 @@ class Results:
 
     # ---------------------------------------------------------------- answers
 
+    def cached_answer(self, key: Hashable) -> bytes | None:
+        """The kept answer for ``key``, or None (never computes, never blocks: for the event
+        loop, so a repeated request needs no worker thread)."""
+        with self._lock:
+            v = self._answers.get(key)
+            if not isinstance(v, bytes):
+                return None
+            self._count("answer", "hit")
+            return v
+
     def answer(self, key: Hashable, compute: Callable[[], bytes], keep: bool = True) -> bytes:
         """A serialized answer: cached under ``key`` (see :func:`answer_key`), or ``compute()``'s.
         ``keep=False`` computes without storing (the specs changed while computing)."""

@@ -491,6 +491,9 @@ class BtfService(pb_grpc.BtfServicer):
                                          request.records.SerializeToString(deterministic=True)],
                          self._generations(names, request.include_modules),
                          (tuple(names), which, request.want_patched))
+        hit = self.results.cached_answer(key)
+        if hit is not None:
+            return hit
         return await asyncio.to_thread(self.results.answer, key, lambda: work().SerializeToString())
 
     def _generations(self, names: list[str], all_modules: bool) -> tuple[int, ...]:
@@ -518,6 +521,9 @@ class BtfService(pb_grpc.BtfServicer):
                     self.specs.release(e)
 
         key = answer_key("MinimizeBtf", list(request.objects), self._generations([request.spec], False), ())
+        hit = self.results.cached_answer(key)
+        if hit is not None:
+            return hit
         return await asyncio.to_thread(self.results.answer, key, lambda: work().SerializeToString())
 
     @stream("DumpC")
