@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from btfd.btf import Spec  # noqa: E402
 from btfd.btf.format_c import dump_c  # noqa: E402
+from btfd.server.metrics import memory_bytes  # noqa: E402
 from btfd.v1 import btfd_pb2 as pb  # noqa: E402
 from btfd.v1 import btfd_pb2_grpc as pb_grpc  # noqa: E402
 
@@ -130,9 +131,12 @@ def main() -> int:
         proc, sock = start_daemon(tmp)
         try:
             btfctl_dump = [BTFCTL, "--socket", sock, "dump", "--format", "c"]
+            uss0 = memory_bytes(proc.pid)["uss"]
             t0 = time.perf_counter()
             first = subprocess.run(btfctl_dump, capture_output=True, check=True).stdout
             dump_first = time.perf_counter() - t0
+            time.sleep(1.0)
+            uss1 = memory_bytes(proc.pid)["uss"]
             assert first == want, "btfctl dump --format c differs from bpftool"
             dump = median_interleaved({
                 "bpftool": ([bpftool, "btf", "dump", "file", VMLINUX, "format", "c"], (0,)),
@@ -147,6 +151,8 @@ def main() -> int:
                 "first_over_bpftool": dump_first / dump["bpftool"],
                 "repeat_over_bpftool": dump["btfctl_repeat"] / dump["bpftool"],
                 "bytes": len(want),
+                "daemon_uss_before_mib": uss0 / 2**20,
+                "daemon_uss_after_render_mib": uss1 / 2**20,
             }
 
             # ---- ResolveCore in the daemon, first and repeated (client-side: an upper bound)
@@ -212,6 +218,8 @@ def main() -> int:
           f"({d['first_over_bpftool']:.2f}x bpftool)")
     print(f"  btfctl dump --format c, repeat    {d['btfctl_repeat_s'] * 1e3:8.1f} ms  "
           f"({d['repeat_over_bpftool']:.2f}x bpftool)")
+    print(f"  daemon uss before / after the render: {d['daemon_uss_before_mib']:.2f} / "
+          f"{d['daemon_uss_after_render_mib']:.2f} MiB (the header is in a memfd, not the heap)")
     r = out["resolve_core_ms"]
     assert isinstance(r, dict)
     print(f"ResolveCore in the daemon ({len(list(OBJS.glob('*.bpf.o')))} objects, client-side):")

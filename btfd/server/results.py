@@ -21,12 +21,14 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from ..source import sealed_memfd
+from .malloc import trimmer
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -139,6 +141,7 @@ class Results:
         self._answers = _Lru(result_cache_bytes, None, lambda: self._count("answer", "evicted"))
         self._pending: dict[Hashable, _Pending] = {}
         self._render = render or render_c
+        self._trim = trimmer()
         self._counts: dict[tuple[str, str], int] = {}
         self._metrics = metrics
         if metrics is not None:
@@ -212,13 +215,20 @@ class Results:
         key = ("c", entry.name, entry.generation)
 
         def render() -> tuple[object, int]:
+            t0 = time.perf_counter()
             text = self._render(entry)
             fd = sealed_memfd(text, f"btfd-{entry.name}.h")
-            log.info("rendered %s as C: %d bytes", entry.name, len(text))
+            size = len(text)
+            del text
+            # The render's transient objects (~10 MiB for vmlinux) are freed by now; give their
+            # pages back at once rather than at the next periodic trim.
+            if self._trim is not None:
+                self._trim()
+            log.info("rendered %s as C: %d bytes in %.2f s", entry.name, size, time.perf_counter() - t0)
             with self._lock:  # a reloaded module's older header is never asked for again
                 self._headers.drop(lambda k: isinstance(k, tuple) and k[1] == entry.name
                                    and k[2] != entry.generation)
-            return CHeader(entry.name, entry.generation, fd, len(text)), len(text)
+            return CHeader(entry.name, entry.generation, fd, size), size
 
         def take(v: object) -> tuple[int, int]:
             assert isinstance(v, CHeader)
