@@ -152,6 +152,7 @@ rpc_requests = st.one_of(
               spec_names, st.lists(spec_names, max_size=2)),
     st.builds(lambda spec, objs: ("MinimizeBtf", pb.MinimizeBtfRequest(spec=spec, objects=objs)),
               good_spec, st.lists(objects(), max_size=3)),
+    st.builds(lambda spec, chunk: ("DumpC", pb.DumpCRequest(spec=spec, chunk_size=chunk)), good_spec, u32),
 )
 
 fd_payloads = st.one_of(
@@ -181,7 +182,7 @@ class Checker:
         call = getattr(self.health if method == "Check" else self.stub, method)
         try:
             r = call(request, timeout=60)
-            if method in ("ListTypes", "ReadRaw"):
+            if method in ("ListTypes", "ReadRaw", "DumpC"):
                 for _ in r:
                     pass
             self.seen[f"{method} OK"] += 1

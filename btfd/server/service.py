@@ -529,7 +529,8 @@ class BtfService(pb_grpc.BtfServicer):
     @stream("DumpC")
     async def DumpC(self, request: pb.DumpCRequest, context: Any) -> AsyncIterator[pb.DumpCResponse]:
         """The spec's C header, rendered once and kept (btfd/server/results.py)."""
-        chunk = min(request.chunk_size or MAX_CHUNK, MAX_CHUNK)
+        # At least 64 KiB a message: a 1-byte chunk size would make vmlinux.h 2.8M messages.
+        chunk = max(min(request.chunk_size or MAX_CHUNK, MAX_CHUNK), 64 << 10)
         e = self.specs.entry_or_none(request.spec or "vmlinux")
         got = self.results.cached_c_header_fd(e.name, e.generation) if e is not None else None
         if got is None:

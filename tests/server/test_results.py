@@ -228,14 +228,16 @@ def test_dumpc_is_bpftools_rendered_once_and_counted(tmp_path: Path, bpftool: st
         stub = d.stub()
         first = _dump_c(stub, "vmlinux")
         assert first == want
-        assert _dump_c(stub, "vmlinux", chunk_size=4096) == want
+        assert _dump_c(stub, "vmlinux", chunk_size=1) == want
+        n = len(list(stub.DumpC(pb.DumpCRequest(spec="vmlinux", chunk_size=1), timeout=120)))
+        assert n == -(-len(want) // 65536)  # a tiny chunk size is raised to 64 KiB a message
         cli = subprocess.run([BTFCTL, "--socket", d.socket, "dump", "--format", "c"], capture_output=True,
                              timeout=120)
         assert cli.returncode == 0, cli.stderr
         assert cli.stdout == want
         # One render (at start, --prerender-c), every other request from the memfd.
         assert _metric(url, "btfd_result_cache_total", cache="c_header", result="miss") == 1
-        assert _metric(url, "btfd_result_cache_total", cache="c_header", result="hit") >= 3
+        assert _metric(url, "btfd_result_cache_total", cache="c_header", result="hit") >= 4
         assert _metric(url, "btfd_result_cache_bytes", cache="c_header") == len(want)
         assert "rendered vmlinux as C" in d.log()
         try:
