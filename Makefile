@@ -6,6 +6,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SOCKET ?= $(CURDIR)/run/btfd.sock
 APT_PACKAGES := bpftool clang llvm libbpf-dev pahole systemd xz-utils
+# The Go client (clients/go) builds offline against these, in GOPATH mode (clients/go/debian-go.sh).
+GO_APT_PACKAGES := golang-go protobuf-compiler protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev \
+	golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev golang-github-cilium-ebpf-dev \
+	golang-golang-x-sys-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint typecheck proto proto-check sysdeps venv bench clean
@@ -29,6 +33,9 @@ sysdeps:
 	command -v pahole >/dev/null 2>&1 || missing="$$missing pahole"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	command -v xz >/dev/null 2>&1 || missing="$$missing xz-utils"; \
+	for p in $(GO_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -46,10 +53,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy btfd
 
-proto: $(STAMP)
+proto: $(STAMP) sysdeps
 	$(BIN)/python scripts/gen_proto.py
 
-proto-check: $(STAMP)
+proto-check: $(STAMP) sysdeps
 	$(BIN)/python scripts/gen_proto.py --check
 
 bench: $(STAMP) sysdeps
@@ -59,6 +66,7 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python bench/bench_core.py
 	$(BIN)/python bench/bench_specs.py
 	$(BIN)/python bench/bench_load.py
+	$(BIN)/python bench/bench_go.py
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .mypy_cache .ruff_cache

@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--result-cache-bytes", type=_size_or_zero, default=8 << 20,
                    help="memory for cached ResolveCore/MinimizeBtf answers, keyed by the input's "
                    "hash (default 8M; 0 disables)")
+    p.add_argument("--no-share-index", dest="share_index", action="store_false",
+                   help="keep each spec's index (offsets and name hash) private instead of in a "
+                   "sealed memfd handed to agents beside the blob (fd socket '+index')")
     p.add_argument("--worker-threads", type=_positive_int, default=2, metavar="N",
                    help="threads for lookups, listings and CO-RE off the event loop (Python "
                    "runs one at a time, so more add memory, not speed; default %(default)s)")
