@@ -28,7 +28,7 @@ from .main import default_socket
 from .malloc import trimmer
 from .metrics import Metrics
 from .registry import Registry
-from .results import Results
+from .results import Results, child_renderer
 from .service import BtfService, add_to_server
 
 __all__ = ["Daemon", "StartupError"]
@@ -176,7 +176,8 @@ class Daemon:
             ("grpc.max_send_message_length", 64 << 20),
         ])
         self.results = Results(self.metrics, c_cache_bytes=args.c_cache_bytes,
-                               result_cache_bytes=args.result_cache_bytes)
+                               result_cache_bytes=args.result_cache_bytes,
+                               render=child_renderer(lambda e: self.specs.entry_or_none(e.base)))
         service = BtfService(self.specs, self.metrics, fd_socket=self.fd_path,
                              cache_bytes=args.lookup_cache_bytes, results=self.results)
         add_to_server(service, server)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from ..btf import BTFError, BTFFormatError, BTFNotFoundError, BTFUnsupportedError
 from ..source import sealed_memfd
 from .malloc import trimmer
 
@@ -284,11 +285,84 @@ class Results:
 
 
 def render_c(entry: SpecEntry) -> bytes:
-    """A held entry's spec as bpftool's ``format c`` text, UTF-8."""
+    """A held entry's spec as bpftool's ``format c`` text, UTF-8 (in this process)."""
     from ..btf.format_c import dump_c
 
     assert entry.spec is not None
     return "".join(dump_c(entry.spec)).encode()
+
+
+RENDER_TIMEOUT = 300.0  # seconds; vmlinux takes ~1 s
+
+
+def child_renderer(base_of: Callable[[SpecEntry], SpecEntry | None]) -> Callable[[SpecEntry], bytes]:
+    """A render function that formats in a short-lived child process (this module run with
+    ``python -m``) over the very bytes the daemon serves: the entry's read-only fd (and its
+    base's, from ``base_of``) are passed down and mapped there. A render in the daemon leaves
+    4-6 MiB of its transient objects resident for good (allocator retention under the daemon's
+    threads; docs/PERFORMANCE.md); a child gives everything back when it exits."""
+
+    def render(entry: SpecEntry) -> bytes:
+        import subprocess
+        import sys
+
+        chain = [entry]
+        while chain[-1].base:
+            b = base_of(chain[-1])
+            if b is None:
+                raise BTFNotFoundError(f"the base of {entry.name} ({chain[-1].base}) is not served")
+            chain.append(b)
+        args, fds = [], []
+        for e in reversed(chain):  # base first
+            if e.ro_fd < 0 or e.source is None:
+                return render_c(entry)  # nothing to hand down (a spec without an fd)
+            args.append(f"{e.ro_fd}:{e.source.size}")
+            fds.append(e.ro_fd)
+        try:
+            r = subprocess.run([sys.executable, "-m", __name__, *args], pass_fds=fds, capture_output=True,
+                               timeout=RENDER_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            raise BTFError(f"rendering {entry.name} as C took over {RENDER_TIMEOUT:g} s") from None
+        if r.returncode != 0:
+            kind, _, msg = r.stderr.decode(errors="replace").strip().rpartition("\n")[2].partition(": ")
+            cls = {c.__name__: c for c in (BTFError, BTFFormatError, BTFUnsupportedError,
+                                           BTFNotFoundError)}.get(kind, BTFError)
+            raise cls(f"rendering {entry.name} as C: {msg or kind or f'exit {r.returncode}'}")
+        return r.stdout
+
+    return render
+
+
+def _child_main(argv: list[str]) -> int:
+    """``python -m btfd.server.results FD:SIZE [FD:SIZE ...]`` (base first): the last spec as C
+    on stdout. The fds are the daemon's read-only ones; errors go to stderr as ``Class: text``."""
+    import sys
+
+    from ..btf import Spec
+    from ..btf.format_c import dump_c
+    from ..source import map_fd
+
+    try:
+        spec: Spec | None = None
+        for a in argv:
+            fd, _, size = a.partition(":")
+            spec = Spec(map_fd(int(fd), int(size)), base=spec)
+        if spec is None:
+            raise BTFError("no spec given")
+        out = sys.stdout.buffer
+        for piece in dump_c(spec):
+            out.write(piece.encode())
+        out.flush()
+    except BTFError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_child_main(sys.argv[1:]))
 
 
 def _reopen_read_only(fd: int) -> int:

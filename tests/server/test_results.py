@@ -344,3 +344,22 @@ def test_concurrent_dumpc_of_one_spec_renders_it_once(tmp_path: Path, bpftool: s
         assert _metric(url, "btfd_result_cache_total", cache="c_header", result="miss") == 1
         assert _metric(url, "btfd_result_cache_total", cache="c_header", result="hit") == 3
         assert d.log().count("rendered fleet as C") == 1
+
+
+def test_a_spec_that_cannot_be_rendered_fails_cleanly_and_is_not_kept(tmp_path: Path) -> None:
+    bad = tmp_path / "cycle.btf"
+    bad.write_bytes(encode_btf([T.Typedef(1, "a", 2), T.Typedef(2, "b", 1)]))  # a typedef cycle
+    with BtfdProcess(tmp_path / "d", "--btf", f"cycle={bad}") as d:
+        url = d.metrics_url
+        stub = d.stub()
+        for _ in range(2):  # rendered in a child process each time: errors are not kept
+            try:
+                list(stub.DumpC(pb.DumpCRequest(spec="cycle"), timeout=60))
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.details()
+                assert "rendering cycle as C" in exc.details() and "too deep" in exc.details()
+            else:
+                raise AssertionError("a cyclic spec was rendered")
+        assert _metric(url, "btfd_result_cache_total", cache="c_header", result="miss") == 2
+        assert _metric(url, "btfd_result_cache_bytes", cache="c_header") == 0
+        assert stub.LookupType(pb.LookupTypeRequest(name="task_struct"), timeout=30).types  # still serving
