@@ -1,8 +1,9 @@
 """Whole-spec results computed once per node, and answers computed once per input.
 
 - **C headers** (``vmlinux.h``): a spec's C dump (:func:`btfd.btf.format_c.dump_c`, bpftool's
-  ``format c``) is rendered on first request (or at start, ``--prerender-c NAME``), kept in a
-  sealed memfd (shared memory, not the daemon's heap) and handed out as a fresh read-only fd
+  ``format c``) is rendered on first request (or at start, ``--prerender-c NAME``; in the daemon
+  by a short-lived child process, :func:`child_renderer`), kept in a sealed memfd (shared
+  memory, not the daemon's heap) and handed out as a fresh read-only fd
   (:meth:`Results.c_header_fd`, for the fd socket) or streamed (``DumpC``). Byte-budgeted
   (``--c-cache-bytes``): least recently used headers are dropped first; an fd already handed out
   keeps its header alive for whoever holds it.
