@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from . import EXIT_OK
-from ._rpc import fd_retry_budget, fd_socket, guard
+from . import EXIT_OK, EXIT_UNREACHABLE
+from ._rpc import CliExit, fd_retry_budget, fd_socket, guard
 
 __all__ = ["run", "render"]
 
@@ -86,8 +86,14 @@ def run(args: argparse.Namespace) -> int:
     if args.base:
         print("btfctl dump: --base needs --file", file=sys.stderr)
         return 2
-    if args.format == "c" and guard(args, lambda: _rendered_c(args)):
-        return EXIT_OK
+    if args.format == "c":
+        try:
+            if guard(args, lambda: _rendered_c(args)):
+                return EXIT_OK
+        except CliExit as exc:
+            if exc.code != EXIT_UNREACHABLE:
+                raise
+            # gRPC socket unusable (e.g. only the fd socket is open to this user): format here.
     from ..client import open_shared
 
     path = fd_socket(args)

@@ -363,3 +363,18 @@ def test_a_spec_that_cannot_be_rendered_fails_cleanly_and_is_not_kept(tmp_path: 
         assert _metric(url, "btfd_result_cache_total", cache="c_header", result="miss") == 2
         assert _metric(url, "btfd_result_cache_bytes", cache="c_header") == 0
         assert stub.LookupType(pb.LookupTypeRequest(name="task_struct"), timeout=30).types  # still serving
+
+
+def test_btfctl_dump_c_without_the_grpc_socket_formats_over_the_fd_socket(tmp_path: Path, bpftool: str) -> None:
+    path = tmp_path / "layout.btf"
+    path.write_bytes(blob("synthetic-layout"))
+    want = _bpftool_c(bpftool, path)
+    with BtfdProcess(tmp_path / "d", "--btf", f"small={path}", "--metrics-address", "off") as d:
+        via_grpc = subprocess.run([BTFCTL, "--socket", d.socket, "dump", "--format", "c", "--spec", "small"],
+                                  capture_output=True, timeout=120)
+        assert via_grpc.returncode == 0 and via_grpc.stdout == want, via_grpc.stderr
+        # Only the fd socket is usable (as for a user allowed on it alone): same bytes.
+        fd_only = subprocess.run([BTFCTL, "--socket", str(tmp_path / "nothing.sock"), "--fd-socket", d.fd_socket,
+                                  "dump", "--format", "c", "--spec", "small"], capture_output=True, timeout=120)
+        assert fd_only.returncode == 0 and fd_only.stdout == want, fd_only.stderr
+        assert d.log().count("rendered small as C") == 1  # the second one was formatted by btfctl
