@@ -1,15 +1,19 @@
-"""Library types -> protobuf messages (pure helpers, no I/O)."""
+"""The type model -> wire messages: the one converter from :mod:`btfd.btf` types and
+:class:`btfd.core.CoreRecord` to ``btfd.v1`` messages (pure helpers, no I/O). The daemon
+answers with them; btfctl's local modes build the same messages here and print them with the
+same code as the daemon's answers (``btfd.cli._json``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ..btf import Spec
 from ..btf import types as T
 from ..btf.kinds import Kind
 from ..v1 import btfd_pb2 as pb
 
-__all__ = ["type_to_pb", "referenced_ids", "LINKAGE"]
+__all__ = ["type_to_pb", "core_record_to_pb", "referenced_ids", "LINKAGE"]
 
 LINKAGE = T.LINKAGE_NAMES  # the one table lives in btfd.btf.types
 
@@ -69,3 +73,17 @@ def referenced_ids(t: T.Type) -> list[int]:
         return [v.type for v in t.vars]
     ref = getattr(t, "type", None)
     return [ref] if isinstance(ref, int) else []
+
+
+def core_record_to_pb(r: Any) -> pb.CoreRelocation:
+    """A :class:`btfd.core.CoreRecord` as its protobuf message."""
+    ms = r.mem_size or {}
+    return pb.CoreRelocation(
+        sec=r.sec, prog=r.prog, insn=r.insn, sec_insn=r.sec_insn, kind=r.kind, type_id=r.type_id,
+        type_name=r.type_name, access=r.access, status=r.status,
+        new_val=(r.new_val or 0) & 0xFFFFFFFFFFFFFFFF,
+        orig_val=(r.orig_val or 0) & 0xFFFFFFFFFFFFFFFF,
+        mem_size_from=ms.get("from", 0), mem_size_to=ms.get("to", 0),
+        target_type_id=r.target_type_id or 0, target_access=r.target_access or "",
+        error=r.error or "",
+    )
