@@ -98,7 +98,7 @@ def man(prog: str) -> str:
     if subs:
         out.append(".SH COMMANDS")
         for name, sp in subs.items():
-            args = " ".join(f"\\fI{_roff(a.metavar or a.dest)}\\fR" for a in positionals(sp))
+            args = " ".join(f"\\fI{_roff(str(a.metavar or a.dest))}\\fR" for a in positionals(sp))
             out += [".SS " + f"\\fB{_roff(name)}\\fR {args}".rstrip(), _roff(sp.description or "")]
             for a in options(sp):
                 if _is_global(a):
