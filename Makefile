@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP  := $(VENV)/.installed
 SOCKET ?= $(CURDIR)/run/btfd.sock
+METRICS ?= 127.0.0.1:9464
 PREFIX ?= /usr/local
 DESTDIR ?=
 # The interpreter the installed commands run on (the one the installed wheels were built for).
@@ -53,12 +54,13 @@ run: $(RUNTIME)
 	@echo "  .venv/bin/btfctl lookup task_struct       # btfctl finds this socket by itself"
 	@echo "  export PATH=\"$(CURDIR)/.venv/bin:\$$PATH\"   # then plain btfctl works too"
 	@[ "$(SOCKET)" = "$(CURDIR)/run/btfd.sock" ] || echo "  export BTFD_SOCKET=$(SOCKET)"
-	$(BIN)/btfd --socket $(SOCKET)
+	$(BIN)/btfd --socket $(SOCKET) --metrics-address $(METRICS)
 
-# Both wheels (btfd-client, then btfd which depends on it) into dist/.
+# Both wheels (btfd-client, then btfd which depends on it) into $(DIST).
+DIST ?= dist
 wheel: $(RUNTIME)
-	rm -rf dist
-	$(BIN)/pip wheel -q --no-deps -w dist ./clients/python .
+	rm -rf $(DIST)
+	$(BIN)/pip wheel -q --no-deps -w $(DIST) ./clients/python .
 
 # A system install: the packages and their dependencies in $(PREFIX)/lib/btfd/python (private:
 # no pip into the system's Python), btfd and btfctl in $(PREFIX)/bin, the units (ExecStart set

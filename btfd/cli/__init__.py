@@ -93,7 +93,7 @@ def _globals(p: argparse.ArgumentParser, defaults: bool) -> None:
                    "a daemon that is not up yet (default: fail at once when the socket does not exist)")
 
 
-def _output(s: argparse.ArgumentParser, what: str = "the output") -> None:
+def _add_output(s: argparse.ArgumentParser, what: str = "the output") -> None:
     s.add_argument("-o", "--output", metavar="FILE",
                    help=f"write {what} to FILE (written whole or not at all; '-': stdout)")
 
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--depth", type=_count, default=0, help="also show referenced types, N levels")
     s.add_argument("--file", help="read this BTF file locally instead of asking the daemon")
     s.add_argument("--base", help="base BTF for a split --file")
-    _output(s)
+    _add_output(s)
 
     s = add("list", "list types (columns on a terminal, JSON lines otherwise)")
     s.add_argument("--kind", choices=KIND_CHOICES)
@@ -146,14 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=_count, default=0, help="at most N types (0: all)")
     s.add_argument("--format", choices=("auto", "json", "columns"), default="auto",
                    help="auto (default): columns on a terminal, JSON lines otherwise")
-    _output(s)
+    _add_output(s)
 
     s = add("dump", "dump a whole spec as C, raw text (like bpftool btf dump) or JSON lines")
     s.add_argument("--format", choices=("c", "raw", "json"), default="raw")
     s.add_argument("--spec", default="vmlinux", help="spec on the daemon")
     s.add_argument("--file", help="dump this BTF file locally (raw BTF or ELF with .BTF)")
     s.add_argument("--base", help="base BTF for a split --file")
-    _output(s, "the dump (e.g. -o vmlinux.h)")
+    _add_output(s, "the dump (e.g. -o vmlinux.h)")
 
     s = add("raw", "read a byte range of a spec's blob")
     s.add_argument("--offset", type=_offset, required=True)
@@ -164,15 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("info", "daemon version, kernel and specs")
     s.add_argument("--format", choices=("text", "json"), default="text")
-    _output(s)
+    _add_output(s)
     s = add("specs", "the specs the daemon serves, one a line")
     s.add_argument("--format", choices=("text", "json"), default="text")
-    _output(s)
+    _add_output(s)
 
     s = add("fd", "receive a spec's fd over SCM_RIGHTS, map it and check it")
     s.add_argument("--spec", default="vmlinux")
     s.add_argument("--format", choices=("text", "json"), default="text")
-    _output(s)
+    _add_output(s)
 
     s = add("core", "CO-RE relocations of a BPF object against a target")
     s.add_argument("object", help="BPF ELF object (clang -target bpf -g)")
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 when a relocation is an error (default), or also when one is "
                    "poisoned (for CI: the program would load, but a reachable poisoned "
                    "instruction fails verification)")
-    _output(s)
+    _add_output(s)
     from .cmd_core import STATUS_HELP
 
     s.epilog, s.formatter_class = STATUS_HELP, argparse.RawDescriptionHelpFormatter
