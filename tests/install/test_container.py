@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import venv
 from pathlib import Path
 
 import yaml
@@ -86,7 +87,11 @@ def test_the_build_step_works_on_the_copied_files(tmp_path: Path) -> None:
     assert len(runs) == 1 and runs[0].startswith("pip install ")
     assert "--index-url" not in runs[0] and "btfd==" not in runs[0]
     cmd = shlex.split(runs[0].replace("--prefix=/install", f"--prefix={tmp_path / 'install'}"))
-    cmd = [sys.executable, "-m", *cmd, "--no-deps", "-q"]
+    # In a fresh venv, as in the image: pip's --prefix is not isolated from the running
+    # environment and would uninstall the dev venv's editable btfd first.
+    venv.EnvBuilder(with_pip=False).create(tmp_path / "v")
+    pip = str(Path(sys.executable).with_name("pip"))
+    cmd = [pip, "--python", str(tmp_path / "v/bin/python"), *cmd[1:], "--no-deps", "-q"]
     r = subprocess.run(cmd, cwd=ctx, capture_output=True, text=True, timeout=600,
                        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     assert r.returncode == 0, r.stdout + r.stderr
