@@ -7,7 +7,7 @@ the BTF library; :mod:`btfd.client` re-exports everything here.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import socket
 import time
@@ -16,19 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .btf import BTFError, Spec
+from .fdproto import Answer, AnswerReader, FdError, encode_request
 from .paths import default_socket
 from .retry import Backoff
 
-__all__ = ["FdError", "SharedSpec", "fd_socket_for", "open_shared", "request_fd"]
+__all__ = ["FdError", "SharedSpec", "fd_socket_for", "open_shared", "request", "request_fd", "spec_over"]
 
-
-class FdError(BTFError):
-    """The fd socket answered with an error; ``status`` is the daemon's status name
-    (``NOT_FOUND``, ``PERMISSION_DENIED``, ...), ``str(exc)`` its message."""
-
-    def __init__(self, message: str, status: str) -> None:
-        super().__init__(message)
-        self.status = status
+log = logging.getLogger("btfd.shared")
 
 
 #: Reaching the daemon failed in a way a restart explains: retried within the budget.
@@ -45,10 +39,19 @@ def request_fd(fd_socket: str, spec: str = "vmlinux", *, timeout: float = 10.0,
     connection closed before an answer: FdError ``UNAVAILABLE``) is retried with backoff
     for up to ``retry_budget`` seconds of wall time, like :class:`btfd.client.Client`; no
     other failure is retried."""
+    a, fds = request(fd_socket, spec, timeout=timeout, retry_budget=retry_budget)
+    body = {"spec": a.spec, "size": a.size, "mode": a.mode, "base": a.base}
+    return body, fds[0]
+
+
+def request(fd_socket: str, spec: str = "vmlinux", *, index: bool = False, timeout: float = 10.0,
+            retry_budget: float = 15.0) -> tuple[Answer, list[int]]:
+    """:func:`request_fd` returning the :class:`~btfd.fdproto.Answer` and its fds: the blob's,
+    then (``index=True`` and a daemon that shares one) the index's."""
     backoff = Backoff(retry_budget)
     while True:
         try:
-            return _request_fd_once(fd_socket, spec, timeout)
+            return _request_once(fd_socket, spec, index, timeout)
         except (*_UNREACHABLE, FdError) as exc:
             if isinstance(exc, FdError) and exc.status != "UNAVAILABLE":
                 raise
@@ -58,41 +61,22 @@ def request_fd(fd_socket: str, spec: str = "vmlinux", *, timeout: float = 10.0,
             time.sleep(d)
 
 
-def _request_fd_once(fd_socket: str, spec: str, timeout: float) -> tuple[dict[str, Any], int]:
+def _request_once(fd_socket: str, spec: str, index: bool, timeout: float) -> tuple[Answer, list[int]]:
+    reader = AnswerReader(os.close)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(fd_socket)
-        s.sendall(spec.encode() + b"\n")
-        buf = b""
-        fds: list[int] = []
-        while not buf.endswith(b"\n"):
-            msg, got, _flags, _addr = socket.recv_fds(s, 4096, 1)
-            fds.extend(got)
+        s.sendall(encode_request(spec, index=index))
+        while True:
+            msg, got, _flags, _addr = socket.recv_fds(s, 4096, 2)
+            reader.feed(msg, got)
             if not msg:
-                break
-            buf += msg
-    if not buf:
-        for fd in fds:
-            os.close(fd)
-        raise FdError(f"{fd_socket} closed the connection without answering (daemon stopping?)",
-                      "UNAVAILABLE")
-    try:
-        answer = json.loads(buf)
-        if not isinstance(answer, dict):
-            raise ValueError
-    except ValueError:
-        for fd in fds:
-            os.close(fd)
-        raise FdError(f"malformed answer from {fd_socket}: {buf[:200]!r}", "INTERNAL") from None
-    if "error" in answer:
-        for fd in fds:
-            os.close(fd)
-        raise FdError(str(answer["error"]), str(answer.get("code", "UNKNOWN")))
-    if len(fds) != 1:
-        for fd in fds:
-            os.close(fd)
-        raise FdError(f"expected exactly one fd with the answer, got {len(fds)}", "INTERNAL")
-    return answer, fds[0]
+                reader.close()
+                raise FdError(f"{fd_socket} closed the connection without answering (daemon "
+                              f"stopping?)", "UNAVAILABLE")
+            answer = reader.next()
+            if answer is not None:
+                return answer
 
 
 def fd_socket_for(socket_path: str | None = None, fd_socket: str | None = None, *,
@@ -154,30 +138,58 @@ class SharedSpec:
         self.close()
 
 
+def spec_over(blob: Any, *, base: Spec | None, name: str, index: Any = None) -> Spec:
+    """A spec over a shared blob, reading the daemon's ``index`` when there is one and it
+    belongs to the blob; when it does not (stale, truncated, damaged, hostile: a BTFError),
+    the spec builds its own and a warning says why. Errors in the blob itself are raised."""
+    if index is not None:
+        try:
+            return Spec(blob, base=base, name=name, index=index)
+        except BTFError as exc:
+            log.warning("the index shared for %s is unusable (%s): building it here", name, exc)
+    return Spec(blob, base=base, name=name)
+
+
 def open_shared(spec: str = "vmlinux", *, fd_socket: str | None = None,
                 socket_path: str | None = None, timeout: float = 10.0,
-                retry_budget: float = 15.0) -> SharedSpec:
+                retry_budget: float = 15.0, index: bool = True) -> SharedSpec:
     """Receive ``spec``'s fd from btfd, map it ``PROT_READ``/``MAP_PRIVATE`` and parse it in
     place. Split specs (``module/...``) fetch and map their base too. The fd socket is found
     with :func:`fd_socket_for` (``fd_socket``, ``$BTFD_FD_SOCKET``, the default, or asked).
-    A restarting daemon is retried for up to ``retry_budget`` seconds (:func:`request_fd`)."""
+    A restarting daemon is retried for up to ``retry_budget`` seconds (:func:`request_fd`).
+
+    With ``index`` (the default) the daemon's index of the spec is mapped too, so nothing is
+    built here; a daemon that has none (older versions answer ``+index`` requests
+    NOT_FOUND), or an index that does not check out, makes the spec build its own (logged)."""
     from .source import map_fd
 
     path = fd_socket_for(socket_path, fd_socket, timeout=timeout)
     closers: list[Callable[[], None]] = []
     try:
         base: SharedSpec | None = None
-        answer, fd = request_fd(path, spec, timeout=timeout, retry_budget=retry_budget)
-        closers.append(lambda: os.close(fd))
-        if answer.get("base"):
-            base = open_shared(answer["base"], fd_socket=path, timeout=timeout,
-                               retry_budget=retry_budget)
+        try:
+            answer, fds = request(path, spec, index=index, timeout=timeout, retry_budget=retry_budget)
+        except FdError as exc:
+            if not index or exc.status != "NOT_FOUND" or "+index" not in str(exc):
+                raise
+            log.info("%s shares no index (an older daemon?): building it here", path)
+            answer, fds = request(path, spec, timeout=timeout, retry_budget=retry_budget)
+        for fd in fds:
+            closers.append(lambda fd=fd: os.close(fd))  # type: ignore[misc]
+        if answer.base:
+            base = open_shared(answer.base, fd_socket=path, timeout=timeout,
+                               retry_budget=retry_budget, index=index)
             closers.append(base.close)
-        m = map_fd(fd, answer["size"])
+        m = map_fd(fds[0], answer.size)
         closers.append(m.close)
-        s = Spec(m, base=base.spec if base else None, name=answer["spec"])
+        shared_index = None
+        if len(fds) > 1:
+            shared_index = map_fd(fds[1], answer.index_size)
+            closers.append(shared_index.close)
+        s = spec_over(m, base=base.spec if base else None, name=answer.spec, index=shared_index)
     except BaseException:
         for c in reversed(closers):
             c()
         raise
-    return SharedSpec(s, answer, fd, base, closers)
+    body = {"spec": answer.spec, "size": answer.size, "mode": answer.mode, "base": answer.base}
+    return SharedSpec(s, body, fds[0], base, closers)

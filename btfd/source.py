@@ -39,6 +39,8 @@ __all__ = [
     "bytes_source",
     "file_identity",
     "sealed_memfd",
+    "sealed_bytes_source",
+    "reopen_read_only",
     "map_fd",
     "SEALS",
     "MODE_KERNEL_MMAP",
@@ -76,8 +78,10 @@ class Source:
     mmap_refused: str = ""  # why the kernel refused to map the file ("ENODEV: ..."), else ""
     closed: bool = field(default=False, init=False)
 
-    def spec(self, *, base: Spec | None = None, name: str = "") -> Spec:
-        """Parse the blob (raw BTF) without copying it."""
+    def spec(self, *, base: Spec | None = None, name: str = "", index: Any = None) -> Spec:
+        """Parse the blob (raw BTF) without copying it (``index``: see :class:`Spec`)."""
+        if index is not None:
+            return Spec(self.data, base=base, name=name, index=index)
         return load_spec(self.data, base=base, name=name)
 
     def close(self) -> None:
@@ -136,6 +140,18 @@ def sealed_memfd(data: bytes | memoryview, name: str = "btf") -> int:
         os.close(fd)
         raise
     return fd
+
+
+def sealed_bytes_source(data: bytes, name: str) -> Source:
+    """``data`` in a sealed, mapped memfd (for what the daemon computes once and shares, like
+    a spec's index): the process keeps the mapping, clients get the fd."""
+    return _memfd_source(name, name, lambda mfd: _write_all(mfd, data))
+
+
+def reopen_read_only(fd: int) -> int:
+    """A new open file description, read-only, of what ``fd`` refers to (a memfd): what a
+    client receives, so that no client can change another's offset or flags."""
+    return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _memfd_source(path: str, name: str, fill: Callable[[int], int]) -> Source:

@@ -31,6 +31,15 @@ SYNTHETIC_BLOBS = ["synthetic-" + n for n in ("basic_types", "layout", "enums", 
 ALL_BLOBS = BASE_BLOBS + SYNTHETIC_BLOBS + list(SPLIT_BASES)
 
 
+def require_tool(name: str) -> str:
+    """Path of a tool `make test` installs (clang, bpftool, ...): its absence fails the test,
+    it never skips it."""
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    if path is None:
+        pytest.fail(f"{name} is not installed (`make test` installs it: make sysdeps)")
+    return path
+
+
 @functools.cache
 def blob(name: str) -> bytes:
     """Decompressed bytes of tests/data/btf/<name>.btf.xz (cached for the session)."""

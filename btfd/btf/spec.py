@@ -1,30 +1,29 @@
 """A parsed BTF blob: zero-copy, lazily decoded.
 
-Opening a :class:`Spec` validates the header and makes one pass over the type section that
-keeps the offset of every ``CHECKPOINT``-th type (an ``array('I')``: 4 bytes per 16 types).
-Everything else is read from the caller's buffer on demand:
+:class:`Spec` ties together the pieces of one blob, each in its own module:
 
-- ``type(id)`` walks at most ``CHECKPOINT - 1`` records from the nearest checkpoint and
-  decodes one record into a frozen dataclass (nothing is cached: decoding is cheap and a cache
-  would grow with every distinct id asked for);
-- the name index is built on the first lookup by name. It is a hash of each named type's
-  *essential* name (``foo___v2`` -> ``foo``) into a power-of-two bucket directory, with the
-  type offsets counting-sorted by bucket: two ``array('I')`` and no Python object per type.
-  Entries cost 4 bytes per named type; the directory holds one 4-byte count per bucket,
-  the smallest power of two >= types / 4 (1 to 2 bytes per type, named or not). On the
-  6.18 vmlinux (126,585 types, 71,255 named): 416,096 bytes, 5.84 bytes per named type,
-  plus 31,648 bytes of checkpointed offsets. The same index answers exact-name lookups and
-  CO-RE candidate searches. When the blob is already sorted by name (anonymous types first,
-  then by name: newer kernels' vmlinux), no index is built: lookups binary-search the
-  checkpointed records (one record read a step), then walk one block of 16.
+- :mod:`~btfd.btf.header`: the header, validated in libbpf's order;
+- :mod:`~btfd.btf.wire`: the type section's record layout (where a record starts, how long
+  it is) and the one pass that keeps the offset of every ``CHECKPOINT``-th record (an
+  ``array('I')``: 4 bytes per 16 types);
+- :mod:`~btfd.btf.strings`: the string section, continuing the base's offsets;
+- :mod:`~btfd.btf.index`: the name index (a hash of each named type's *essential* name,
+  ``foo___v2`` -> ``foo``), built on the first lookup by name or read from a shared index
+  the daemon built (``Spec(..., index=...)``: then no pass and no build happen here);
+- this module: decoding one record into the type model (:mod:`~btfd.btf.types`), lookups,
+  and libbpf's semantics (sizes, alignment, modifiers).
+
+``type(id)`` walks at most ``CHECKPOINT - 1`` records from the nearest checkpoint and decodes
+one record into a frozen dataclass (nothing is cached: decoding is cheap and a cache would
+grow with every distinct id asked for). A blob already sorted by name (anonymous types
+first, then by name) needs no hash: lookups binary-search the checkpointed records, then walk
+one block of 16. Figures: ``docs/PERFORMANCE.md``.
 
 Split BTF (module BTF over vmlinux) continues the base's type ids and string offsets.
 """
 
 from __future__ import annotations
 
-import struct
-import sys
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -39,14 +38,16 @@ from .errors import (
     BTFNotFoundError,
     BTFUnsupportedError,
 )
-from .header import BUILTIN_LAYOUT, Header, parse_header
+from .header import Header, parse_header
+from .index import IndexError_, NameIndex, SharedIndex, build_names, essential
+from .index import encode as encode_index
 from .kinds import Kind, kind_of
+from .strings import Strings
+from .wire import CHECKPOINT, MEMBER, PARAM, RECORD_SIZE, VAR_SECINFO, Records
 
 __all__ = ["Spec", "essential_name", "CHECKPOINT", "MAX_RESOLVE_DEPTH"]
 
-#: One offset is kept every CHECKPOINT types (a power of two).
-CHECKPOINT = 16
-_CK_SHIFT = 4
+_CK_SHIFT = 4  # log2(CHECKPOINT)
 #: Mirrors libbpf's MAX_RESOLVE_DEPTH (btf.c): deeper chains are treated as cycles.
 MAX_RESOLVE_DEPTH = 32
 #: Nesting allowed while computing alignment: struct members nest, so this is deeper than
@@ -65,23 +66,9 @@ _LONG_NAMES = frozenset(
 )
 
 
-def _essential(name: bytes) -> bytes:
-    # libbpf bpf_core_essential_name_len(): cut at the last "X___Y" where X and Y are not '_'.
-    if b"___" not in name:
-        return name
-    for i in range(len(name) - 5, -1, -1):
-        if (
-            name[i] != 0x5F
-            and name[i + 1 : i + 4] == b"___"
-            and name[i + 4] != 0x5F
-        ):
-            return name[: i + 1]
-    return name
-
-
 def essential_name(name: str) -> str:
     """The CO-RE essential name: ``task_struct___old`` -> ``task_struct``; ``a____b`` stays."""
-    return _essential(name.encode()).decode()
+    return essential(name.encode()).decode()
 
 
 def _as_buffer(data: Any) -> Any:
@@ -101,9 +88,6 @@ def _as_buffer(data: Any) -> Any:
     return data
 
 
-_NameIndex = tuple["int | None", "array[int] | None", "array[int] | None"]
-
-
 class Spec:
     """One BTF blob (raw ``.BTF`` bytes), optionally split over ``base``.
 
@@ -119,120 +103,96 @@ class Spec:
         start: int = 0,
         length: int | None = None,
         name: str = "",
+        index: Any = None,
     ) -> None:
+        """``index``: the blob's index in the shared format (bytes or a mapping, see
+        :mod:`btfd.btf.index`), read in place instead of walking the blob and hashing its
+        names; :class:`~btfd.btf.index.IndexError_` when it does not belong to this blob."""
         self._data = _as_buffer(data)
         self.name = name
         self.base: Spec | None = base
         self.next_id: int = 0
-        self._str_base: int = 0
         self.header: Header = parse_header(self._data, start, length)
         h = self.header
         self.byte_order = h.byte_order
-        pfx = h.struct_prefix
-        self._rec = struct.Struct(pfx + "III").unpack_from
-        self._u32 = struct.Struct(pfx + "I").unpack_from
-        self._i32 = struct.Struct(pfx + "i").unpack_from
-        self._u32pair = struct.Struct(pfx + "II").unpack_from
-        self._ts, self._te = h.types_start, h.types_end
+        self._w = w = Records(self._data, h)
+        # The wire layout's pieces, bound here: the decoding paths below are hot.
+        self._rec, self._u32, self._i32, self._u32pair = w.rec, w.u32, w.i32, w.u32pair
+        self._ts, self._te = w.ts, w.te
         self._ss, self._se = h.strs_start, h.strs_end
-        layout = h.layout or BUILTIN_LAYOUT
         #: vlen bits of ``info``: 16, or 24 in blobs with a kind-layout section.
-        self.vlen_mask = self._vlen_mask = 0xFFFFFF if h.layout else 0xFFFF
-        # Record length in 4-byte words: fixed[kind] + vlen * elem[kind]. Unknown kinds get
-        # a fixed length past any section so the fast pass stops; the slow pass explains.
-        self._fixed = [1 << 40] * 128
-        self._elem = [0] * 128
-        for k, (info_sz, elem_sz) in enumerate(layout[:128]):
-            self._fixed[k] = 3 + info_sz // 4
-            self._elem[k] = elem_sz // 4
-        self._fixed[0] = 1 << 40  # BTF_KIND_UNKN never appears in the type section
+        self.vlen_mask = self._vlen_mask = w.vlen_mask
+        self._fixed, self._elem = w.fixed, w.elem
+        self._step = w.step
         if base is not None:
             if base.byte_order != self.byte_order:
                 raise BTFFormatError("split BTF and its base have different byte orders")
             self.start_id = base.next_id
-            self._str_base = base._str_base + (base._se - base._ss)
         else:
             self.start_id = 1
-            self._str_base = 0
+        base_strs = base._strs if base is not None else None
+        self._strs: Strings = Strings(self._data, self._ss, self._se, base_strs)
+        self._str_bytes = self._strs.bytes_at
+        self._str_base = self._strs.start
         if base is None and self._se == self._ss:  # libbpf's btf_parse_str_sec
             raise BTFFormatError("string section is empty (only split BTF may have none)", offset=self._ss)
         if base is None and self._data[self._ss] != 0:
             raise BTFFormatError("string section does not start with an empty string", offset=self._ss)
-        self._ckpt, self.count = self._offset_pass()
+        # Name index, built on first use and published in one assignment (threads may look
+        # names up while another builds it), or read from a shared index.
+        self._nx: NameIndex | None = None
+        self._shared: SharedIndex | None = None
+        self._ckpt: Any
+        if index is not None:
+            self._adopt(index)
+        else:
+            self._ckpt, self.count = w.offset_pass(self.start_id)
         self.next_id = self.start_id + self.count
         if self.next_id - 1 > BTF_MAX_TYPE:
             raise BTFFormatError(f"{self.next_id - 1} types exceed BTF_MAX_TYPE")
-        # Name index, built on first use and published in one assignment (threads may look
-        # names up while another builds it): (first named id when the blob is name-sorted,
-        # else None; bucket directory; entries), the arrays None for a name-sorted blob.
-        self._nx: _NameIndex | None = None
         self._closed = False
         self._ptr_size: int | None = None
         self._dense: array[int] | None = None  # every offset, only while dense() is active
 
     # ------------------------------------------------------------------ offsets
 
-    def _offset_pass(self) -> tuple[array[int], int]:
-        """One pass over the type section; returns (checkpoint word offsets, type count)."""
-        ts, te = self._ts, self._te
-        nwords = (te - ts) // 4
-        if self.byte_order == sys.byteorder:
-            words: Any = memoryview(self._data)[ts:te].cast("B").cast("I")
-        else:  # a byte-swapped copy for the pass only, dropped right after
-            words = array("I", bytes(self._data[ts:te]))
-            words.byteswap()
-        ck: array[int] = array("I")
-        fixed, elem, mask = self._fixed, self._elem, self._vlen_mask
-        i = 0
-        cnt = 0
-        try:
-            while i < nwords:
-                if not cnt & (CHECKPOINT - 1):
-                    ck.append(i)
-                info = words[i + 1]
-                k = (info >> 24) & 0x7F  # kind_of(), inlined: hot loop
-                i += fixed[k] + (info & mask) * elem[k]
-                cnt += 1
-        except IndexError:
-            i = nwords + 1
-        finally:
-            if isinstance(words, memoryview):
-                words.release()
-        if i != nwords:
-            self._explain_bad_types()
-        return ck, cnt
+    def _blob(self) -> tuple[Any, int, int]:
+        return self._data, self.header.start, self.header.end
 
-    def _explain_bad_types(self) -> None:
-        """Slow re-walk that names the first bad record; always raises."""
-        o = self._ts
-        tid = self.start_id
-        while o < self._te:
+    def _adopt(self, index: Any) -> None:
+        """Use a shared index: its checkpoints and names replace the offset pass and the name
+        hash. The type section's tail is walked from the last checkpoint, so a count or a last
+        checkpoint that does not fit the blob is caught here."""
+        from .index import decode
+
+        shared = decode(index, self._blob(), start_id=self.start_id)
+        nwords = (self._te - self._ts) // 4
+        ck = shared.checkpoints
+        if shared.count == 0 or not len(ck) or ck[0] != 0 or ck[-1] >= nwords:
+            if shared.count or nwords:
+                raise IndexError_("index checkpoints do not fit the type section")
+        o = self._ts + 4 * ck[-1] if len(ck) else self._ts
+        for _ in range((shared.count - 1) % CHECKPOINT + 1 if shared.count else 0):
             if o + 12 > self._te:
-                raise BTFFormatError(f"type [{tid}] record truncated", offset=o)
-            _, info, _ = self._rec(self._data, o)
-            k = kind_of(info)
-            if self._fixed[k] >= 1 << 40:
-                if k < len(Kind) and k:
-                    raise BTFFormatError(f"type [{tid}] has invalid kind {k}", offset=o)
-                raise BTFUnsupportedError(
-                    f"type [{tid}] has unknown kind {k} and the blob has no layout section",
-                    offset=o,
-                )
-            n = 4 * (self._fixed[k] + (info & self._vlen_mask) * self._elem[k])
-            if o + n > self._te:
-                raise BTFFormatError(
-                    f"type [{tid}] {Kind(k).name if k < len(Kind) else k} record of {n} bytes "
-                    f"runs past the type section",
-                    offset=o,
-                )
-            o += n
-            tid += 1
-        raise BTFFormatError("type section is inconsistent", offset=self._ts)
+                raise IndexError_("index type count does not fit the type section")
+            o = self._step(o)
+        if o != self._te:
+            raise IndexError_("index type count does not fit the type section")
+        self._ckpt, self.count = ck, shared.count
+        self._shared = shared
+        self._nx = shared.names
 
-    def _step(self, o: int) -> int:
-        info: int = self._u32(self._data, o + 4)[0]
-        k = (info >> 24) & 0x7F  # kind_of(), inlined: hot loop
-        return o + 4 * (self._fixed[k] + (info & self._vlen_mask) * self._elem[k])
+    def export_index(self) -> bytes:
+        """This spec's index (checkpoints and names, building the names if needed) in the
+        shared format of :mod:`btfd.btf.index`, for :class:`Spec` ``(..., index=...)``."""
+        nx = self._nx or self._build_name_index()
+        return encode_index(blob=self._blob(), start_id=self.start_id, count=self.count,
+                            checkpoints=array("I", self._ckpt), names=nx)
+
+    @property
+    def shared_index_bytes(self) -> int:
+        """Bytes of the shared index this spec reads (0 when its index is its own)."""
+        return self._shared.nbytes if self._shared is not None else 0
 
     def _offset(self, tid: int) -> int:
         """Absolute byte offset of one of *this* spec's own types."""
@@ -278,6 +238,8 @@ class Spec:
         while p < o:
             p = self._step(p)
             tid += 1
+        if p != o:  # only a hostile shared index names an offset inside a record
+            raise IndexError_(f"offset {o} is not the start of a type record")
         return tid
 
     def _locate(self, tid: int) -> tuple[Spec, int]:
@@ -295,24 +257,9 @@ class Spec:
 
     # ------------------------------------------------------------------ strings
 
-    def _str_bytes(self, off: int) -> bytes:
-        spec = self
-        while off < spec._str_base:
-            assert spec.base is not None
-            spec = spec.base
-        if spec._closed:
-            spec._check_not_closed()
-        s = spec._ss + off - spec._str_base
-        if s >= spec._se:
-            raise BTFFormatError(f"string offset {off} is past the string section", offset=s)
-        e = spec._data.find(b"\0", s, spec._se)
-        if e < 0:
-            raise BTFFormatError(f"string at {off} is not NUL-terminated", offset=s)
-        return bytes(spec._data[s:e])
-
     def string(self, off: int) -> str:
         """The string at offset ``off`` of the (split) string section."""
-        return self._str_bytes(off).decode("utf-8", "backslashreplace")
+        return self._strs.text(off)
 
     # ------------------------------------------------------------------ basic accessors
 
@@ -320,6 +267,12 @@ class Spec:
     def size(self) -> int:
         """Bytes of this blob (header and sections)."""
         return self.header.end - self.header.start
+
+    @property
+    def string_offsets_end(self) -> int:
+        """The first string offset past this spec's strings (and its bases'): where a blob
+        split over this one starts its own."""
+        return self._strs.size
 
     @property
     def data(self) -> Any:
@@ -483,15 +436,16 @@ class Spec:
         k = kind_of(info)
         vlen = info & spec._vlen_mask
         u32 = spec._u32
+        p = o + RECORD_SIZE
         if k == Kind.STRUCT or k == Kind.UNION:
-            out = [u32(data, o + 16 + 12 * i)[0] for i in range(vlen)]
+            out = [u32(data, p + MEMBER.type_at + MEMBER.size * i)[0] for i in range(vlen)]
         elif k == Kind.FUNC_PROTO:
-            out = [st] + [u32(data, o + 16 + 8 * i)[0] for i in range(vlen)]
+            out = [st] + [u32(data, p + PARAM.type_at + PARAM.size * i)[0] for i in range(vlen)]
         elif k == Kind.ARRAY:
-            et, it, _ = spec._rec(data, o + 12)
+            et, it, _ = spec._rec(data, p)  # struct btf_array { type, index_type, nelems }
             out = [et, it]
         elif k == Kind.DATASEC:
-            out = [u32(data, o + 12 + 12 * i)[0] for i in range(vlen)]
+            out = [u32(data, p + VAR_SECINFO.type_at + VAR_SECINFO.size * i)[0] for i in range(vlen)]
         elif k in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FWD, Kind.FLOAT):
             return []
         else:
@@ -533,103 +487,10 @@ class Spec:
 
     # ------------------------------------------------------------------ name index
 
-    def _build_name_index(self) -> _NameIndex:
-        """One walk over the names: detect name-sorted blobs, else bucket every named type.
-
-        Transient memory is one bucket number per type (an ``array('H')``, 2 bytes, allocated
-        once at its final size) -- no list of Python ints, no second array of offsets or
-        positions: a second, name-free walk places the offsets, advancing the directory's own
-        entries, which are shifted back afterwards. Every large array is allocated whole, never
-        grown, so the allocator can hand the transient one back instead of keeping its pages.
-        """
-        data, strs = self._data, self._str_bytes
-        nb = 1
-        while nb * 4 < self.count:
-            nb <<= 1
-        mask = nb - 1
-        code = "H" if nb <= 1 << 16 else "I"
-        buckets: array[int] = array(code, bytes(array(code).itemsize * self.count))
-        named = 0
-        counts: array[int] = array("I", bytes(4 * (nb + 1)))
-        sorted_ok = True
-        prev = b""
-        first_named: int | None = None
-        fixed, elem, vmask = self._fixed, self._elem, self._vlen_mask
-        # Own strings are read inline (the common case); base strings through _str_bytes.
-        find, sbase, ss, se = data.find, self._str_base, self._ss, self._se
-        native = self.byte_order == sys.byteorder
-        words: Any = (
-            memoryview(data)[self._ts : self._te].cast("B").cast("I") if native else None
-        )
-        u32 = self._u32
-        ts = self._ts
-        nwords = (self._te - ts) >> 2
-        i = 0
-        tid = self.start_id
-        try:
-            while i < nwords:
-                if native:
-                    name_off = words[i]
-                    info = words[i + 1]
-                else:
-                    name_off, info = u32(data, ts + 4 * i)[0], u32(data, ts + 4 * i + 4)[0]
-                if name_off:
-                    if name_off >= sbase and (a := ss + name_off - sbase) < se:
-                        e = find(b"\0", a, se)
-                        nm = data[a:e] if e >= 0 else strs(name_off)
-                    else:
-                        nm = strs(name_off)
-                    if first_named is None:
-                        first_named = tid
-                    elif sorted_ok and nm < prev:
-                        sorted_ok = False
-                    prev = nm
-                    b = hash(nm if b"___" not in nm else _essential(nm)) & mask
-                    buckets[named] = b
-                    named += 1
-                    counts[b + 1] += 1
-                elif first_named is not None:
-                    sorted_ok = False
-                k = (info >> 24) & 0x7F  # kind_of(), inlined: hot loop
-                i += fixed[k] + (info & vmask) * elem[k]
-                tid += 1
-        finally:
-            if words is not None:
-                words.release()
-        if sorted_ok and first_named is not None and named > 1:
-            nx: _NameIndex = (first_named, None, None)
-            self._nx = nx
-            return nx
-        for b in range(nb):
-            counts[b + 1] += counts[b]
-        ent: array[int] = array("I", bytes(4 * named))
-        pos = counts  # bucket b's next free slot; afterwards, the start of bucket b + 1
-        # Second walk: no strings, just each record's name_off and length.
-        words = memoryview(data)[ts : self._te].cast("B").cast("I") if native else None
-        i = n = 0
-        try:
-            while i < nwords:
-                if native:
-                    name_off, info = words[i], words[i + 1]
-                else:
-                    name_off, info = u32(data, ts + 4 * i)[0], u32(data, ts + 4 * i + 4)[0]
-                if name_off:
-                    b = buckets[n]
-                    ent[pos[b]] = i
-                    pos[b] += 1
-                    n += 1
-                k = (info >> 24) & 0x7F  # kind_of(), inlined: hot loop
-                i += fixed[k] + (info & vmask) * elem[k]
-        finally:
-            if words is not None:
-                words.release()
-        del buckets
-        # pos[b] now holds the end of bucket b (= the start of b + 1): shift back by one.
-        counts.insert(0, 0)
-        counts.pop()
+    def _build_name_index(self) -> NameIndex:
         # Published complete, in one assignment: a concurrent builder computes the same
         # value and overwrites it harmlessly; readers see either None or a whole index.
-        nx = (None, counts, ent)
+        nx = build_names(self._w, self._strs, self.start_id, self.count)
         self._nx = nx
         return nx
 
@@ -646,20 +507,17 @@ class Spec:
         nx = self._nx
         if nx is None:
             nx = self._build_name_index()
-        sorted_from, d, ent = nx
-        if sorted_from is not None:
-            yield from self._sorted_named(ess, sorted_from)
+        if nx.first_named is not None:
+            yield from self._sorted_named(ess, nx.first_named)
             return
-        assert d is not None and ent is not None
-        data = self._data
-        b = hash(ess) & (len(d) - 2)
-        for i in range(d[b], d[b + 1]):
-            o = self._ts + 4 * ent[i]
+        data, ts = self._data, self._ts
+        for w in nx.bucket(ess, (self._te - ts) >> 2):
+            o = ts + 4 * w
             name_off, info, _ = self._rec(data, o)
             nm = self._str_bytes(name_off)
             # "foo___a" has essential name "foo", so it must not answer a query for "foo___a"
             # (the essential name of "foo___a___b"): compare essential names, never full ones.
-            if nm.startswith(ess) and (nm == ess and b"___" not in nm or _essential(nm) == ess):
+            if nm.startswith(ess) and (nm == ess and b"___" not in nm or essential(nm) == ess):
                 yield o, nm, info
 
     def _name_reader(self) -> Any:
@@ -708,7 +566,7 @@ class Spec:
         name_at, u32, data, step, end = self._name_reader(), self._u32, self._data, self._step, self.next_id
         tid, o = self._sorted_lower_bound(ess, lo_id, name_at)
         while tid < end and (nm := name_at(o)) == ess:
-            if _essential(nm) == ess:
+            if essential(nm) == ess:
                 yield o, nm, u32(data, o + 4)[0]
             o = step(o)
             tid += 1
@@ -718,7 +576,7 @@ class Spec:
         if name_at(o) < key:
             tid, o = self._sorted_lower_bound(key, tid, name_at)
         while tid < end and (nm := name_at(o)).startswith(key):
-            if _essential(nm) == ess:
+            if essential(nm) == ess:
                 yield o, nm, u32(data, o + 4)[0]
             o = step(o)
             tid += 1
@@ -731,7 +589,7 @@ class Spec:
             return []
         out = self.base.find_ids(name, kind) if self.base is not None else []
         own = [
-            o for o, nm, info in self._own_named(_essential(q))
+            o for o, nm, info in self._own_named(essential(q))
             if nm == q and (kind is None or kind_of(info) == kind)
         ]
         out.extend(self._id_at(o) for o in sorted(own))
@@ -752,7 +610,7 @@ class Spec:
     def find_essential(self, name: str, kinds: frozenset[Kind] | set[Kind] | None = None) -> list[int]:
         """CO-RE candidate search: ids of types whose essential name equals ``name``'s
         essential name, of one of ``kinds``; base first, in id order."""
-        ess = _essential(name.encode())
+        ess = essential(name.encode())
         out = self.base.find_essential(name, kinds) if self.base is not None else []
         own = [
             o for o, _nm, info in self._own_named(ess)
@@ -762,18 +620,19 @@ class Spec:
         return out
 
     def index_bytes(self) -> dict[str, int]:
-        """Bytes this spec's own indexes hold (``offsets`` and ``names``)."""
-        names = 0
+        """Bytes this spec's indexes hold: ``offsets`` and ``names`` built by this process
+        (private memory), ``shared`` read from a shared index (a mapping others share)."""
+        if self._shared is not None:
+            return {"offsets": 0, "names": 0, "shared": self._shared.nbytes}
         nx = self._nx
-        if nx is not None and nx[1] is not None and nx[2] is not None:
-            names = sum(a.buffer_info()[1] * a.itemsize for a in (nx[1], nx[2]))
-        return {"offsets": self._ckpt.buffer_info()[1] * self._ckpt.itemsize, "names": names}
+        return {"offsets": 4 * len(self._ckpt), "names": nx.nbytes if nx is not None else 0,
+                "shared": 0}
 
     @property
     def name_sorted(self) -> bool | None:
         """True when the blob is name-sorted (known once the name index was asked for)."""
         nx = self._nx
-        return None if nx is None else nx[0] is not None
+        return None if nx is None else nx.first_named is not None
 
     # ------------------------------------------------------------------ semantics
 
@@ -886,7 +745,13 @@ class Spec:
         types or strings that live in a closed base)."""
         self._closed = True
         self._data = b""
+        self._w.data = b""
+        self._strs.close(self.name)
         self._dense = None
+        if self._shared is not None:  # views of a mapping: let it be unmapped
+            self._ckpt = array("I")
+            self._nx = None
+            self._shared = None
 
     @property
     def closed(self) -> bool:

@@ -51,7 +51,7 @@ def encode_btf(
     describes them: info size 0 and element size ``len(payload) // vlen``) -- for tests.
     """
     o = "<" if byte_order == "little" else ">"
-    strs = _Strings(0 if base is None else base._str_base + (base._se - base._ss))
+    strs = _Strings(0 if base is None else base.string_offsets_end)
     out = bytearray()
     u32 = struct.Struct(o + "I").pack
     rec = struct.Struct(o + "III").pack

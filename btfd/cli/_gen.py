@@ -21,16 +21,19 @@ _SECTION = {"btfctl": "1", "btfd": "8"}
 _DATE = "2026-12-01"
 
 
+#: Where each program's parser is built ("module:function"; imported by name, as a generic
+#: generator such as shtab does: btfctl's code does not import the daemon's).
+PARSERS = {"btfctl": "btfd.cli:build_parser", "btfd": "btfd.server.main:build_parser"}
+
+
 def parser_for(prog: str) -> argparse.ArgumentParser:
-    if prog == "btfctl":
-        from . import build_parser
+    import importlib
 
-        return build_parser()
-    if prog == "btfd":
-        from ..server.main import build_parser as daemon_parser
-
-        return daemon_parser()
-    raise SystemExit(f"unknown program {prog!r} (btfctl or btfd)")
+    if prog not in PARSERS:
+        raise SystemExit(f"unknown program {prog!r} ({', '.join(PARSERS)})")
+    module, func = PARSERS[prog].split(":")
+    p: argparse.ArgumentParser = getattr(importlib.import_module(module), func)()
+    return p
 
 
 def options(p: argparse.ArgumentParser) -> Iterator[argparse.Action]:

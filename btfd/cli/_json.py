@@ -2,7 +2,7 @@
 objects every ``--format json`` prints, in both modes.
 
 The daemon answers with protobuf messages; local work (``--file``, ``--target``) produces the
-same messages with :mod:`btfd.server.convert` (the one converter from the type model to the
+same messages with :mod:`btfd.convert` (the one converter from the type model to the
 wire), so a type, a listing row or a CO-RE record reaches this module as a message either way
 and is printed by the same code.
 

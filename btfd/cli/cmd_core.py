@@ -66,11 +66,11 @@ def record_from_message(m: Any) -> dict[str, Any]:
 def _record(r: Any) -> dict[str, Any]:
     """Any form of a record as the one dict both modes print: a local
     :class:`btfd.core.CoreRecord` goes through the wire message the daemon would have sent
-    (:func:`btfd.server.convert.core_record_to_pb`), a message is converted, a dict is kept."""
+    (:func:`btfd.convert.core_record_to_pb`), a message is converted, a dict is kept."""
     if isinstance(r, dict):
         return r
     if hasattr(r, "to_dict"):
-        from ..server.convert import core_record_to_pb
+        from ..convert import core_record_to_pb
 
         r = core_record_to_pb(r)
     return record_from_message(r)

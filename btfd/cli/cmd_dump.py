@@ -35,7 +35,7 @@ def render(spec: Any, fmt: str) -> Iterator[str]:
 def _json_lines(spec: Any) -> Iterator[str]:
     """Each type as the JSON type object (without ``spec`` and ``c_decl``): the library type
     goes through the wire message and the one JSON converter, like the daemon's answers."""
-    from ..server.convert import type_to_pb
+    from ..convert import type_to_pb
     from ._json import type_json
 
     batch: list[str] = []

@@ -57,7 +57,7 @@ def _print_local(args: argparse.Namespace, spec: Any, ids: list[int], out: TextI
     from ._render import tree
 
     if args.format == "json":
-        from ..server.convert import type_to_pb
+        from ..convert import type_to_pb
         from ._json import type_json, write_lines
 
         all_ids = _with_refs(spec, ids, args.depth) if args.depth else ids

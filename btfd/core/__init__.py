@@ -22,12 +22,16 @@ from .relo import (
     CoreResult,
     CoreTarget,
     RecordInput,
+    RecordStatus,
+    ReloKind,
     find_candidates,
     resolve_object,
     resolve_records,
 )
 
 __all__ = [
+    "RecordStatus",
+    "ReloKind",
     "BpfObject",
     "ByteOrderError",
     "BtfExt",

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..btf import BTFCycleError, Kind, Spec
 from ..btf import types as T
-from ..btf.spec import _essential
+from ..btf.index import essential as _essential
 
 __all__ = [
     "BtfView",

@@ -28,7 +28,7 @@ from ..btf import types as T
 from .compat import BtfView
 from .errors import CoreError
 from .obj import BpfObject
-from .relo import _ENUMVAL_KINDS, _FIELD_KINDS, TYPE_MATCHES, CoreTarget, _Spec, resolve_object
+from .relo import ENUMVAL_KINDS, FIELD_KINDS, TYPE_MATCHES, AccessSpec, CoreTarget, resolve_object
 
 __all__ = ["MinBtf", "minimize", "minimize_btf"]
 
@@ -106,10 +106,10 @@ class _Marker:
         elif not isinstance(t, (T.Int, T.Float, T.Enum, T.Fwd)):
             raise CoreError(f"min BTF: unsupported kind {t.kind.name} of [{tid}]")
 
-    def record(self, spec: _Spec) -> None:
+    def record(self, spec: AccessSpec) -> None:
         """btfgen_record_reloc() for one matching target spec."""
         root = spec.root_type_id
-        if spec.kind in _FIELD_KINDS:
+        if spec.kind in FIELD_KINDS:
             # btfgen_record_field_relo(): walk the raw access path.
             self.mark(root, False)
             tid = root
@@ -131,7 +131,7 @@ class _Marker:
                     raise CoreError(f"min BTF: access path through {t.kind.name} [{tid}]")
         elif spec.kind == TYPE_MATCHES:
             self.mark_match(root, False)
-        elif spec.kind in _ENUMVAL_KINDS:
+        elif spec.kind in ENUMVAL_KINDS:
             self.mark(root, False)
         else:
             self.mark(root, True)
@@ -145,7 +145,7 @@ def minimize(objects: Iterable[bytes | BpfObject], target: Spec | CoreTarget, *,
     spec = core.spec
     marker = _Marker(core.view)
     for obj in objects:
-        sink: list[_Spec] = []
+        sink: list[AccessSpec] = []
         resolve_object(obj, core, _sink=sink)
         for s in sink:
             if s.view is not core.view:

@@ -28,6 +28,7 @@ import re
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from ..btf import BTFError, Kind, Spec
@@ -46,28 +47,62 @@ __all__ = [
     "find_candidates",
     "KIND_NAMES",
     "KIND_IDS",
+    "ReloKind",
+    "RecordStatus",
+    "AccessSpec",
+    "FIELD_KINDS",
+    "TYPE_KINDS",
+    "ENUMVAL_KINDS",
     "POISON_IMM",
 ]
 
-#: enum bpf_core_relo_kind, libbpf's numbering and names.
-KIND_NAMES = (
-    "FIELD_BYTE_OFFSET", "FIELD_BYTE_SIZE", "FIELD_EXISTS", "FIELD_SIGNED",
-    "FIELD_LSHIFT_U64", "FIELD_RSHIFT_U64", "TYPE_ID_LOCAL", "TYPE_ID_TARGET",
-    "TYPE_EXISTS", "TYPE_SIZE", "ENUMVAL_EXISTS", "ENUMVAL_VALUE", "TYPE_MATCHES",
-)
-KIND_IDS = {n: i for i, n in enumerate(KIND_NAMES)}
-# core_relo_kind_str(): the short names libbpf's log uses.
+class ReloKind(IntEnum):
+    """enum bpf_core_relo_kind: libbpf's numbering and names."""
+
+    FIELD_BYTE_OFFSET = 0
+    FIELD_BYTE_SIZE = 1
+    FIELD_EXISTS = 2
+    FIELD_SIGNED = 3
+    FIELD_LSHIFT_U64 = 4
+    FIELD_RSHIFT_U64 = 5
+    TYPE_ID_LOCAL = 6
+    TYPE_ID_TARGET = 7
+    TYPE_EXISTS = 8
+    TYPE_SIZE = 9
+    ENUMVAL_EXISTS = 10
+    ENUMVAL_VALUE = 11
+    TYPE_MATCHES = 12
+
+    @property
+    def log_name(self) -> str:
+        """core_relo_kind_str(): the short name libbpf's log uses (``byte_off``, ...)."""
+        return _KIND_STR[self]
+
+
+class RecordStatus(StrEnum):
+    """What became of one relocation record (see :class:`CoreRecord`)."""
+
+    OK = "ok"
+    POISON = "poison"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+KIND_NAMES = tuple(k.name for k in ReloKind)
+KIND_IDS = {k.name: k.value for k in ReloKind}
 _KIND_STR = (
     "byte_off", "byte_sz", "field_exists", "signed", "lshift_u64", "rshift_u64",
     "local_type_id", "target_type_id", "type_exists", "type_size", "enumval_exists",
     "enumval_value", "type_matches",
 )
-_FIELD_KINDS = frozenset(range(0, 6))
-_TYPE_KINDS = frozenset({6, 7, 8, 9, 12})
-_ENUMVAL_KINDS = frozenset({10, 11})
+#: libbpf's core_relo_is_field_based(), _type_based(), _enumval_based().
+FIELD_KINDS = frozenset(ReloKind(k) for k in range(0, 6))
+TYPE_KINDS = frozenset({ReloKind.TYPE_ID_LOCAL, ReloKind.TYPE_ID_TARGET, ReloKind.TYPE_EXISTS,
+                        ReloKind.TYPE_SIZE, ReloKind.TYPE_MATCHES})
+ENUMVAL_KINDS = frozenset({ReloKind.ENUMVAL_EXISTS, ReloKind.ENUMVAL_VALUE})
 (FIELD_BYTE_OFFSET, FIELD_BYTE_SIZE, FIELD_EXISTS, FIELD_SIGNED, FIELD_LSHIFT_U64,
  FIELD_RSHIFT_U64, TYPE_ID_LOCAL, TYPE_ID_TARGET, TYPE_EXISTS, TYPE_SIZE, ENUMVAL_EXISTS,
- ENUMVAL_VALUE, TYPE_MATCHES) = range(13)
+ ENUMVAL_VALUE, TYPE_MATCHES) = tuple(ReloKind)
 
 #: bpf_core_poison_insn(): `call 0xbad2310` ("bad relo").
 POISON_IMM = 195896080
@@ -108,7 +143,7 @@ class CoreRecord:
     type_kind: str
     type_name: str
     access: str
-    status: str = "ok"
+    status: RecordStatus = RecordStatus.OK
     new_val: int | None = None
     orig_val: int | None = None
     mem_size: dict[str, int] | None = None
@@ -140,7 +175,7 @@ class CoreResult:
 
     @property
     def errors(self) -> int:
-        return sum(1 for r in self.records if r.status == "error")
+        return sum(1 for r in self.records if r.status == RecordStatus.ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +196,7 @@ class _Fail(Exception):
     """A relocation libbpf refuses (its negative errno paths); message is libbpf-like.
     ``targ`` is the first matching candidate's spec when one was found (ambiguities)."""
 
-    targ: _Spec | None = None
+    targ: AccessSpec | None = None
 
 
 @dataclass(slots=True)
@@ -172,7 +207,7 @@ class _Acc:
 
 
 @dataclass(slots=True)
-class _Spec:
+class AccessSpec:
     """struct bpf_core_spec: high-level accessors, raw indices, bit offset."""
 
     view: BtfView
@@ -215,12 +250,12 @@ def _parse_access(s: str) -> list[int]:
     return out
 
 
-def _parse_spec(view: BtfView, type_id: int, access: str, kind: int) -> _Spec:
+def _parse_spec(view: BtfView, type_id: int, access: str, kind: int) -> AccessSpec:
     """bpf_core_parse_spec()."""
-    spec = _Spec(view, type_id, kind)
+    spec = AccessSpec(view, type_id, kind)
     if not access or access[0] == ":":
         raise _Fail(f"invalid access string {access!r}")
-    if kind in _TYPE_KINDS:
+    if kind in TYPE_KINDS:
         if access != "0":
             raise _Fail(f"type-based relocation with access string {access!r} (must be \"0\")")
         return spec
@@ -229,12 +264,12 @@ def _parse_spec(view: BtfView, type_id: int, access: str, kind: int) -> _Spec:
     idx = spec.raw[0]
     acc = _Acc(tid, idx, None)
     spec.accs.append(acc)
-    if kind in _ENUMVAL_KINDS:
+    if kind in ENUMVAL_KINDS:
         if not isinstance(t, T.Enum) or len(spec.raw) > 1 or idx >= len(t.values):
             raise _Fail(f"enumerator access {access!r} does not fit [{tid}]")
         acc.name = t.values[idx].name
         return spec
-    if kind not in _FIELD_KINDS:
+    if kind not in FIELD_KINDS:
         raise _Fail(f"unknown relocation kind {kind}")
     spec.bit_offset = idx * view.size(tid) * 8
     for i in range(1, len(spec.raw)):
@@ -264,15 +299,15 @@ def _parse_spec(view: BtfView, type_id: int, access: str, kind: int) -> _Spec:
     return spec
 
 
-def _format_spec(spec: _Spec) -> str:
+def _format_spec(spec: AccessSpec) -> str:
     """bpf_core_format_spec(): e.g. ``<byte_off> [5] struct s.a[2] (0:1:2 @ offset 8)``."""
     v = spec.view
     t = v.t(spec.root_type_id)
     ks = _KIND_STR[spec.kind] if 0 <= spec.kind < len(_KIND_STR) else "unknown"
     s = f"<{ks}> [{spec.root_type_id}] {_KIND_LOWER[t.kind]} {t.name or '<anon>'}"
-    if spec.kind in _TYPE_KINDS:
+    if spec.kind in TYPE_KINDS:
         return s
-    if spec.kind in _ENUMVAL_KINDS:
+    if spec.kind in ENUMVAL_KINDS:
         if spec.accs:
             et = v.t(spec.accs[0].type_id)
             if isinstance(et, T.Enum):
@@ -296,7 +331,7 @@ def _format_spec(spec: _Spec) -> str:
 # ---------------------------------------------------------------------------- matching
 
 
-def _match_member(lv: BtfView, lacc: _Acc, tv: BtfView, targ_id: int, spec: _Spec) -> tuple[int, int]:
+def _match_member(lv: BtfView, lacc: _Acc, tv: BtfView, targ_id: int, spec: AccessSpec) -> tuple[int, int]:
     """bpf_core_match_member(): (1 found | 0 not, next target type id); searches anonymous
     embedded structs/unions recursively (in member order), keeping the target's raw spec and
     bit offset. libbpf pushes every member speculatively and pops it when it is not the one;
@@ -331,11 +366,11 @@ def _match_member(lv: BtfView, lacc: _Acc, tv: BtfView, targ_id: int, spec: _Spe
     return 0, targ_id
 
 
-def _spec_match(local: _Spec, tv: BtfView, targ_id: int) -> tuple[int, _Spec]:
+def _spec_match(local: AccessSpec, tv: BtfView, targ_id: int) -> tuple[int, AccessSpec]:
     """bpf_core_spec_match(): does candidate ``targ_id`` satisfy the local spec?"""
-    ts = _Spec(tv, targ_id, local.kind)
+    ts = AccessSpec(tv, targ_id, local.kind)
     lv = local.view
-    if local.kind in _TYPE_KINDS:
+    if local.kind in TYPE_KINDS:
         if local.kind == TYPE_MATCHES:
             r = types_match(lv, local.root_type_id, tv, targ_id)
         else:
@@ -343,7 +378,7 @@ def _spec_match(local: _Spec, tv: BtfView, targ_id: int) -> tuple[int, _Spec]:
         if r < 0:
             raise _Fail(f"type comparison with candidate [{targ_id}] nests too deep")
         return r, ts
-    if local.kind in _ENUMVAL_KINDS:
+    if local.kind in ENUMVAL_KINDS:
         targ_id, tt = tv.skip(targ_id)
         if not isinstance(tt, T.Enum):
             return 0, ts
@@ -355,7 +390,7 @@ def _spec_match(local: _Spec, tv: BtfView, targ_id: int) -> tuple[int, _Spec]:
                 ts.raw.append(i)
                 return 1, ts
         return 0, ts
-    if local.kind not in _FIELD_KINDS:
+    if local.kind not in FIELD_KINDS:
         raise _Fail(f"unknown relocation kind {local.kind}")
     for i, lacc in enumerate(local.accs):
         targ_id, tt = tv.skip(targ_id)
@@ -413,7 +448,7 @@ def _elem_size(v: BtfView, type_id: int) -> int:
     return v.size(tid)
 
 
-def _calc_field(kind: int, spec: _Spec | None, big_endian: bool) -> tuple[int, int, int, bool]:
+def _calc_field(kind: int, spec: AccessSpec | None, big_endian: bool) -> tuple[int, int, int, bool]:
     """bpf_core_calc_field_relo(): (value, field size for mem-size rewrites, its type id,
     validate)."""
     if kind == FIELD_EXISTS:
@@ -492,11 +527,11 @@ def _enum_value(t: T.Enum, idx: int) -> int:
     return (v - (1 << 32)) & _U64 if v >= 1 << 31 else v
 
 
-def _calc_one(kind: int, spec: _Spec | None, big_endian: bool) -> tuple[int, int, int, bool]:
+def _calc_one(kind: int, spec: AccessSpec | None, big_endian: bool) -> tuple[int, int, int, bool]:
     """Value for one side (local or target); raises _Poison / _Fail."""
-    if kind in _FIELD_KINDS:
+    if kind in FIELD_KINDS:
         return _calc_field(kind, spec, big_endian)
-    if kind in _TYPE_KINDS:
+    if kind in TYPE_KINDS:
         # bpf_core_calc_type_relo()
         if spec is None:
             return 0, 0, 0, True
@@ -507,7 +542,7 @@ def _calc_one(kind: int, spec: _Spec | None, big_endian: bool) -> tuple[int, int
         if kind == TYPE_SIZE:
             return spec.view.size(spec.root_type_id), 0, 0, True
         raise _Fail(f"unrecognized CO-RE relocation kind {kind}")
-    if kind in _ENUMVAL_KINDS:
+    if kind in ENUMVAL_KINDS:
         # bpf_core_calc_enumval_relo()
         if kind == ENUMVAL_EXISTS:
             return (1 if spec is not None else 0), 0, 0, True
@@ -519,7 +554,7 @@ def _calc_one(kind: int, spec: _Spec | None, big_endian: bool) -> tuple[int, int
     raise _Fail(f"unrecognized CO-RE relocation kind {kind}")
 
 
-def _calc_relo(local: _Spec, targ: _Spec | None, big_endian: bool) -> _Res:
+def _calc_relo(local: AccessSpec, targ: AccessSpec | None, big_endian: bool) -> _Res:
     """bpf_core_calc_relo()."""
     res = _Res()
     kind = local.kind
@@ -529,7 +564,7 @@ def _calc_relo(local: _Spec, targ: _Spec | None, big_endian: bool) -> _Res:
     except _Poison:
         res.poison = True
         return res
-    if kind in _FIELD_KINDS and res.orig_sz != res.new_sz:
+    if kind in FIELD_KINDS and res.orig_sz != res.new_sz:
         assert targ is not None
         ot = local.view.t(res.orig_type_id)
         nt = targ.view.t(res.new_type_id)
@@ -577,9 +612,9 @@ def find_candidates(local: Spec | BtfView, type_id: int, target: Spec) -> list[i
 
 
 def _calc_relo_insn(
-    local: _Spec, cands: list[tuple[BtfView, int]] | None, big_endian: bool,
-    sink: list[_Spec] | None = None,
-) -> tuple[_Res, _Spec | None, list[tuple[BtfView, int]] | None]:
+    local: AccessSpec, cands: list[tuple[BtfView, int]] | None, big_endian: bool,
+    sink: list[AccessSpec] | None = None,
+) -> tuple[_Res, AccessSpec | None, list[tuple[BtfView, int]] | None]:
     """bpf_core_calc_relo_insn(): (result, chosen target spec, narrowed candidate list).
     Every matching candidate's spec is appended to ``sink`` (for MinimizeBtf)."""
     if local.kind == TYPE_ID_LOCAL:
@@ -589,7 +624,7 @@ def _calc_relo_insn(
         raise _Fail(f"<{_KIND_STR[local.kind]}> relocation doesn't support anonymous types")
     assert cands is not None
     targ_res: _Res | None = None
-    targ_spec: _Spec | None = None
+    targ_spec: AccessSpec | None = None
     kept: list[tuple[BtfView, int]] = []
     for i, (tv, cid) in enumerate(cands):
         matched, cs = _spec_match(local, tv, cid)
@@ -757,7 +792,7 @@ class _Engine:
         self.tv = self.core.view
         self.big_endian = big_endian
         self._found: dict[int, list[tuple[BtfView, int]]] = {}  # reused across restarts
-        self.sink: list[_Spec] | None = None  # matching target specs, when minimizing
+        self.sink: list[AccessSpec] | None = None  # matching target specs, when minimizing
 
     def candidates(self, type_id: int) -> list[tuple[BtfView, int]]:
         found = self._found.get(type_id)
@@ -770,7 +805,7 @@ class _Engine:
 
     def resolve(
         self, relo: CoreRelo, cache: dict[int, list[tuple[BtfView, int]]], rec: CoreRecord
-    ) -> tuple[_Res, _Spec, _Spec | None, int]:
+    ) -> tuple[_Res, AccessSpec, AccessSpec | None, int]:
         """bpf_core_resolve_relo() + bpf_core_calc_relo_insn(): (result, local spec,
         target spec, candidate count). ``rec`` gets the local spec (and, on an ambiguity,
         the first matching candidate) even when this raises."""
@@ -821,23 +856,23 @@ def _base_record(item: _Item, lv: BtfView) -> CoreRecord:
     )
 
 
-def _fill_target(rec: CoreRecord, targ: _Spec) -> None:
+def _fill_target(rec: CoreRecord, targ: AccessSpec) -> None:
     rec.target_btf = targ.view.spec.name or None
     rec.target_spec = _format_spec(targ)
     rec.target_type_id = targ.root_type_id
     rec.target_type_name = targ.view.name(targ.root_type_id)
-    if targ.kind in _FIELD_KINDS:
+    if targ.kind in FIELD_KINDS:
         rec.target_access = ":".join(str(x) for x in targ.raw)
         rec.target_bit_offset = targ.bit_offset
 
 
-def _fill(rec: CoreRecord, res: _Res, local: _Spec, targ: _Spec | None, n: int) -> None:
+def _fill(rec: CoreRecord, res: _Res, local: AccessSpec, targ: AccessSpec | None, n: int) -> None:
     if targ is not None:
         _fill_target(rec, targ)
     if res.poison:
-        rec.status = "poison"
+        rec.status = RecordStatus.POISON
     else:
-        rec.status = "ok"
+        rec.status = RecordStatus.OK
         rec.new_val = res.new_val
 
 
@@ -864,7 +899,7 @@ def _run(
         item = items[i]
         if item.prog is None:
             rec = _base_record(item, lv)
-            rec.status = "skipped"
+            rec.status = RecordStatus.SKIPPED
             rec.error = "no function symbol holds this instruction (libbpf skips it)"
             final[i] = rec
             i += 1
@@ -894,7 +929,7 @@ def _run(
                 rec.orig_val = held
                 rec.mem_size = mem
                 if poisoned:
-                    rec.status, rec.new_val, rec.orig_val = "poison", None, None
+                    rec.status, rec.new_val, rec.orig_val = RecordStatus.POISON, None, None
                 rec.new_insn = bytes(buf[o : o + width]).hex()
             elif not res.poison:
                 # No instruction: report what the compiler should have emitted, and the size
@@ -906,7 +941,7 @@ def _run(
                         rec.error = ("a load/store of this field would be poisoned: only pointers "
                                      "and unsigned integers may change size")
         except (_Fail, BTFError) as e:
-            rec.status = "error"
+            rec.status = RecordStatus.ERROR
             rec.new_val = None
             rec.error = str(e)
             tentative[i] = rec
@@ -933,7 +968,7 @@ def _run(
         rec_ = final.get(i)
         if rec_ is None:
             rec_ = _base_record(item, lv)
-            rec_.status = "skipped"
+            rec_.status = RecordStatus.SKIPPED
             rec_.error = "an earlier relocation of this program failed"
         out.append(rec_)
     return out, secs
@@ -953,7 +988,7 @@ def _check_byte_order(what: str, order: str, target: Spec | CoreTarget) -> None:
 
 def resolve_object(
     obj: bytes | BpfObject, target: Spec | CoreTarget, *, want_patched: bool = False,
-    _sink: list[_Spec] | None = None,
+    _sink: list[AccessSpec] | None = None,
 ) -> CoreResult:
     """Resolve every CO-RE relocation of a BPF object against ``target`` (a spec, or a
     :class:`CoreTarget` kept across calls to reuse decoded types).
@@ -996,7 +1031,7 @@ def resolve_object(
     records, secs = _run(eng, items, {k: bytearray(v) for k, v in sections.items()}, _insn_codec(big))
     result = CoreResult(records)
     if want_patched:
-        failed = {(r.sec, r.prog) for r in records if r.status == "error"}
+        failed = {(r.sec, r.prog) for r in records if r.status == RecordStatus.ERROR}
         for ps in o.sections.values():
             buf = secs.get(ps.name) if secs is not None else None
             data = bytes(buf) if buf is not None else o.section_bytes(ps.name)

@@ -98,7 +98,8 @@ class Daemon:
                 log.info("the kernel has no BTF: serving %s from --btf-dir", vmlinux)
         modules_dir = self._modules_dir(sysfs, vmlinux, sysfs_vmlinux)
         try:
-            self.specs = Registry(vmlinux_path=vmlinux, sysfs_dir=modules_dir, extra=extra, mapper=mapper)
+            self.specs = Registry(vmlinux_path=vmlinux, sysfs_dir=modules_dir, extra=extra, mapper=mapper,
+                                  share_index=getattr(args, "share_index", True))
         except SourceError as exc:
             cause = exc.__cause__
             if isinstance(cause, PermissionError):

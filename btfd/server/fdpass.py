@@ -22,7 +22,6 @@ import array
 import asyncio
 import errno
 import fcntl
-import json
 import logging
 import os
 import resource
@@ -30,6 +29,8 @@ import socket
 import struct
 import termios
 
+from ..fdproto import MAX_LINE, Answer, FdError, encode_answer, encode_error, parse_request
+from ..source import reopen_read_only
 from .errors import describe, quote
 from .metrics import Metrics
 from .registry import Registry
@@ -37,7 +38,6 @@ from .registry import Registry
 __all__ = ["FdServer", "MAX_LINE", "client_cap", "peer_credentials", "unread_bytes"]
 
 log = logging.getLogger("btfd.fd")
-MAX_LINE = 4096
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13
 _MAX_GROUPS = 65536
 _RESERVED_FDS = 32  # the daemon's own fds: specs, gRPC listener, metrics, logs, ...
@@ -164,7 +164,7 @@ class FdServer:
             while True:
                 while b"\n" not in buf:
                     if len(buf) > MAX_LINE:
-                        await self._send(conn, _too_long(), -1)
+                        await self._send(conn, _too_long(), [])
                         return
                     chunk = await asyncio.wait_for(loop.sock_recv(conn, 4096), self.idle_timeout)
                     if not chunk:
@@ -176,17 +176,17 @@ class FdServer:
                     self.metrics.fd_refused.inc()
                     log.warning("fd socket: refused pid %d uid %d gid %d (not in the allow lists)",
                                 pid, uid, gid)
-                    await self._send(conn, _error("peer uid/gid not allowed", "PERMISSION_DENIED"), -1)
+                    await self._send(conn, _error("peer uid/gid not allowed", "PERMISSION_DENIED"), [])
                     return
                 line, buf = buf.split(b"\n", 1)
                 if len(line) > MAX_LINE:
-                    await self._send(conn, _too_long(), -1)
+                    await self._send(conn, _too_long(), [])
                     return
                 # At most one unread answer per connection (see the module docstring).
                 await self._drained(conn)
-                answer, fd, passed = self._answer(line, uid)
+                answer, fds, passed = self._answer(line, uid)
                 try:
-                    await self._send(conn, answer, fd)
+                    await self._send(conn, answer, fds)
                 except OSError as exc:
                     if exc.errno != errno.ETOOMANYREFS:
                         raise
@@ -198,10 +198,10 @@ class FdServer:
                     await self._send(conn, _error(
                         f"the daemon has too many fds in flight (sent to clients that have not read "
                         f"them; its RLIMIT_NOFILE is {nofile}): try again later",
-                        "RESOURCE_EXHAUSTED"), -1)
+                        "RESOURCE_EXHAUSTED"), [])
                     continue
                 finally:
-                    if fd >= 0:
+                    for fd in fds:
                         os.close(fd)
                 if passed is not None:
                     self.metrics.fd_requests.labels("OK").inc()
@@ -233,33 +233,43 @@ class FdServer:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _DRAIN_POLL_MAX)
 
-    def _answer(self, line: bytes, uid: int) -> tuple[bytes, int, tuple[str, str] | None]:
-        """The answer line, the fd to attach (-1: none) and, for an fd, the (spec, mode) labels
-        to count once it is sent. The fd is a dup made here, synchronously: a rescan dropping
-        the spec while the answer waits to be sent closes the registry's fd, never this one;
-        the caller closes it once sent."""
+    def _answer(self, line: bytes, uid: int) -> tuple[bytes, list[int], tuple[str, str] | None]:
+        """The answer line, the fds to attach (the blob's, then the index's when asked for)
+        and, for a success, the (spec, mode) labels to count once it is sent. The fds are
+        made here, synchronously (a dup of the kernel file, or a fresh read-only open file
+        description of a memfd): a rescan dropping the spec while the answer waits to be sent
+        closes the registry's fds, never these; the caller closes them once sent."""
         try:
-            name = line.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            self.metrics.fd_requests.labels("INVALID_ARGUMENT").inc()
-            return _error("spec name is not UTF-8", "INVALID_ARGUMENT"), -1, None
+            req = parse_request(line)
+        except FdError as exc:
+            self.metrics.fd_requests.labels(exc.status).inc()
+            return encode_error(str(exc), exc.status), [], None
         try:
-            e = self.specs.ensure(name or "vmlinux")
+            e = self.specs.ensure(req.spec)
         except Exception as exc:  # noqa: BLE001 - mapped like gRPC errors, in errors.py
-            code, message = describe(exc, f"fd request {quote(name)}")
+            code, message = describe(exc, f"fd request {quote(req.spec)}")
             self.metrics.fd_requests.labels(code.name).inc()
-            return _error(message, code.name), -1, None
+            return encode_error(message, code.name), [], None
         if e.ro_fd < 0 or e.source is None:
             self.metrics.fd_requests.labels("FAILED_PRECONDITION").inc()
-            return _error(f"spec {e.name} is held in memory and has no fd to share",
-                          "FAILED_PRECONDITION"), -1, None
+            return encode_error(f"spec {e.name} is held in memory and has no fd to share",
+                                "FAILED_PRECONDITION"), [], None
         log.debug("fd socket: passing %s (%s) to uid %d", e.name, e.source.mode, uid)
-        body = {"spec": e.name, "size": e.source.size, "mode": e.source.mode, "base": e.base or None}
-        return (json.dumps(body) + "\n").encode(), os.dup(e.ro_fd), (e.name, e.source.mode)
+        index = e.index if req.index else None
+        fds = [os.dup(e.ro_fd)]
+        try:
+            if index is not None:
+                fds.append(reopen_read_only(index.fd))
+        except OSError:
+            os.close(fds[0])
+            raise
+        body = Answer(e.name, e.source.size, e.source.mode, e.base or None,
+                      index.size if index is not None else 0)
+        return encode_answer(body), fds, (e.name, e.source.mode)
 
-    async def _send(self, conn: socket.socket, data: bytes, fd: int) -> None:
+    async def _send(self, conn: socket.socket, data: bytes, fds: list[int]) -> None:
         loop = asyncio.get_running_loop()
-        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())] if fd >= 0 else []
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
         view = memoryview(data)
         while view:
             try:
@@ -296,8 +306,7 @@ def _set_once(fut: asyncio.Future[None]) -> None:
 
 
 def _too_long() -> bytes:
-    return _error(f"request line longer than {MAX_LINE} bytes", "INVALID_ARGUMENT")
+    return encode_error(f"request line longer than {MAX_LINE} bytes", "INVALID_ARGUMENT")
 
 
-def _error(message: str, code: str) -> bytes:
-    return (json.dumps({"error": message, "code": code}) + "\n").encode()
+_error = encode_error

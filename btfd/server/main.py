@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request accepted (default 16M); larger: RESOURCE_EXHAUSTED")
     p.add_argument("--lookup-cache-bytes", type=_size_or_zero, default=512 << 10,
                    help="memory for cached LookupType answers (default 512K; 0 disables)")
+    p.add_argument("--no-share-index", dest="share_index", action="store_false",
+                   help="keep each spec's index (offsets and name hash) private instead of in a "
+                   "sealed memfd handed to agents beside the blob (fd socket '+index')")
     p.add_argument("--worker-threads", type=_positive_int, default=2, metavar="N",
                    help="threads for lookups, listings and CO-RE off the event loop (Python "
                    "runs one at a time, so more add memory, not speed; default %(default)s)")
@@ -175,11 +178,11 @@ def metrics_port_busy(address: str) -> str | None:
 
     if address == "off":
         return None
-    from .daemon import _metrics_address
-
+    host, _, port_text = address.rpartition(":")  # HOST:PORT, [IPV6]:PORT, :PORT (as the daemon)
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
-        host, port = _metrics_address(address)
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        port = int(port_text)
+        infos = socket.getaddrinfo(host or "127.0.0.1", port, type=socket.SOCK_STREAM)
     except (OSError, ValueError):
         return None
     if port == 0 or not infos:

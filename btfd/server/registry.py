@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..btf import BTFNotFoundError, Spec
-from ..source import Mapper, Source, file_identity, open_btf, open_kernel_btf
+from ..source import (
+    Mapper,
+    Source,
+    file_identity,
+    open_btf,
+    open_kernel_btf,
+    reopen_read_only,
+    sealed_bytes_source,
+)
 from .errors import quote
 
 __all__ = ["SpecEntry", "Registry", "MODULE_PREFIX"]
@@ -41,6 +49,7 @@ class SpecEntry:
     identity: tuple[int, int, int] | None = None  # (st_ino, st_size, st_mtime_ns) of a module file
     source: Source | None = None
     spec: Spec | None = None
+    index: Source | None = None  # the spec's index in a sealed memfd, read by spec and clients
     core_target: Any = None  # btfd.core.CoreTarget, made on first ResolveCore
     ro_fd: int = -1  # read-only fd handed to clients (the fd socket sends a dup of it)
     users: int = 0  # requests holding this entry (Registry.acquire)
@@ -56,8 +65,9 @@ class Registry:
     """Name -> :class:`SpecEntry`. Opening happens here; everything else reads specs."""
 
     def __init__(self, *, vmlinux_path: str, sysfs_dir: str | None, extra: dict[str, str],
-                 mapper: Mapper | None = None) -> None:
+                 mapper: Mapper | None = None, share_index: bool = True) -> None:
         self.sysfs_dir = sysfs_dir
+        self.share_index = share_index
         self.mapper = mapper
         self.generation = 0  # bumped whenever the set of served specs changes
         self._ids = itertools.count(1)
@@ -82,12 +92,21 @@ class Registry:
             src = open_kernel_btf(e.path, allow_mmap=False)  # the kernel never maps module BTF
         else:
             src = open_btf(e.path, mapper=self.mapper)
+        idx: Source | None = None
         try:
             spec = src.spec(base=base, name=e.name)
+            if self.share_index:
+                # Built once, here; the daemon reads it from the memfd it hands to clients, so
+                # its memory is shared with every agent instead of private to anyone.
+                idx = sealed_bytes_source(spec.export_index(), f"{e.name}.index")
+                spec.close()
+                spec = src.spec(base=base, name=e.name, index=idx.data)
         except BaseException:
+            if idx is not None:
+                idx.close()
             src.close()
             raise
-        e.source, e.spec = src, spec
+        e.source, e.spec, e.index = src, spec, idx
         e.ro_fd = _read_only_fd(src)
         log.info("opened %s from %s: %d types, %d bytes, %s, %s-endian%s", e.name, e.path,
                  spec.count, src.size, src.mode, spec.byte_order,
@@ -221,6 +240,9 @@ class Registry:
             e.ro_fd = -1
             if e.source is not None:
                 e.source.close()
+            if e.index is not None:
+                e.index.close()
+                e.index = None
             log.debug("freed %s (generation %d)", e.name, e.generation)
 
     def close(self) -> None:
@@ -237,4 +259,4 @@ def _read_only_fd(src: Source) -> int:
         return -1
     if src.mode == "kernel-mmap":
         return src.fd
-    return os.open(f"/proc/self/fd/{src.fd}", os.O_RDONLY | os.O_CLOEXEC)
+    return reopen_read_only(src.fd)

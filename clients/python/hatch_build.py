@@ -15,8 +15,8 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 #: What an agent needs of the btfd package: the BTF library, the fd path, the gRPC client and
 #: its generated stubs, the socket paths. Kept equal to the daemon's exclude list by a test.
-SHIPPED = ("__init__.py", "py.typed", "paths.py", "retry.py", "source.py", "shared.py", "client.py",
-           "btf", "v1")
+SHIPPED = ("__init__.py", "py.typed", "paths.py", "retry.py", "source.py", "shared.py", "fdproto.py",
+           "client.py", "btf", "v1")
 
 
 class ClientFiles(BuildHookInterface):  # type: ignore[misc]

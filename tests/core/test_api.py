@@ -13,7 +13,7 @@ CORE = Path(btfd.core.__file__).parent
 def test_exported_names() -> None:
     assert sorted(btfd.core.__all__) == sorted([
         "BpfObject", "BtfExt", "ByteOrderError", "CoreError", "CoreRecord", "CoreRelo", "CoreResult", "CoreTarget",
-        "Function", "KIND_IDS", "KIND_NAMES", "MinBtf", "ObjectError", "ProgSection", "RecordInput",
+        "Function", "KIND_IDS", "KIND_NAMES", "MinBtf", "ObjectError", "ProgSection", "RecordInput", "RecordStatus", "ReloKind",
         "find_candidates", "minimize", "minimize_btf", "parse_btf_ext", "parse_object",
         "resolve_object", "resolve_records",
     ])

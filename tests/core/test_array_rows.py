@@ -18,10 +18,14 @@ import pytest
 
 from btfd.btf import Spec
 from btfd.core import CoreRecord, parse_object, resolve_object
-from tests.conftest import CORE_DATA
+from tests.conftest import CORE_DATA, require_tool
 
 CLANG = shutil.which("clang")
-pytestmark = pytest.mark.skipif(CLANG is None, reason="clang is not installed (make test installs it)")
+
+
+@pytest.fixture(autouse=True)
+def _clang_installed() -> None:
+    require_tool("clang")  # fails, never skips: make test installs it
 EXTRA = CORE_DATA / "extra"
 
 HOST = r"""

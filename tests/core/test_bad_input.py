@@ -14,7 +14,7 @@ import pytest
 from btfd.btf import BTFError, Spec
 from btfd.btf.elf import find_section
 from btfd.core import CoreError, ObjectError, RecordInput, parse_btf_ext, resolve_object, resolve_records
-from tests.conftest import CORE_DATA
+from tests.conftest import CORE_DATA, require_tool
 from tests.core.btfgen import BtfBuilder
 
 OBJ = (CORE_DATA / "objs" / "c_types.bpf.o").read_bytes()
@@ -48,9 +48,7 @@ def test_elf_but_not_bpf() -> None:
 
 
 def test_bpf_without_btf(tmp_path: Path) -> None:
-    clang = shutil.which("clang")
-    if clang is None:
-        pytest.skip("clang is not installed (make test installs it)")
+    clang = require_tool("clang")
     (tmp_path / "x.c").write_text('__attribute__((section("xdp"), used)) int f(void *c) { return 2; }\n')
     subprocess.run([clang, "-O2", "-target", "bpf", "-c", str(tmp_path / "x.c"), "-o",
                     str(tmp_path / "x.o")], check=True)

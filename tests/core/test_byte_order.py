@@ -20,10 +20,14 @@ import pytest
 
 from btfd.btf import BTFError, Spec
 from btfd.core import ByteOrderError, RecordInput, parse_object, resolve_object, resolve_records
-from tests.conftest import BTF_DATA, blob
+from tests.conftest import BTF_DATA, blob, require_tool
 
 CLANG = shutil.which("clang")
-pytestmark = pytest.mark.skipif(CLANG is None, reason="clang is not installed (make test installs it)")
+
+
+@pytest.fixture(autouse=True)
+def _clang_installed() -> None:
+    require_tool("clang")  # fails, never skips: make test installs it
 
 SRC = r"""
 #define SEC(n) __attribute__((section(n), used))

@@ -12,10 +12,15 @@ import pytest
 
 from btfd.btf import Spec
 from btfd.core import CoreRecord, RecordInput, parse_object, resolve_object, resolve_records
+from tests.conftest import require_tool
 from tests.core.btfgen import BtfBuilder
 
 CLANG = shutil.which("clang")
-pytestmark = pytest.mark.skipif(CLANG is None, reason="clang is not installed (make test installs it)")
+
+
+@pytest.fixture(autouse=True)
+def _clang_installed() -> None:
+    require_tool("clang")  # fails, never skips: make test installs it
 
 SRC = r"""
 #define SEC(n) __attribute__((section(n), used))

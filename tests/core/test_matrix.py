@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from btfd.btf import Spec
 from btfd.cli.cmd_core import print_matrix
 from btfd.core import CoreRecord, resolve_object
-from tests.conftest import CORE_DATA, blob
+from tests.conftest import CORE_DATA, blob, require_tool
 
 BTFCTL = str(Path(sys.executable).with_name("btfctl"))
 LE_FLEET = {
@@ -187,9 +186,7 @@ def test_daemon_matrix_agrees_with_btfctl_on_each_kernel_file(fleet, obj: str) -
 
 
 def test_include_modules_reaches_module_btf(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    clang = shutil.which("clang")
-    if clang is None:
-        pytest.skip("clang is not installed (make test installs it)")
+    clang = require_tool("clang")
     proc, _ = fleet
     src = tmp_path / "mod.bpf.c"
     src.write_text(

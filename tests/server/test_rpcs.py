@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import lzma
+import re
 import urllib.request
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def test_get_info(kernel_daemon, local: Spec) -> None:
     assert vm.mode == "kernel-mmap" and vm.path == str(VMLINUX)
     assert vm.type_count == local.count and vm.size == VMLINUX.stat().st_size
     assert vm.byte_order == "little" and vm.loaded and vm.fd_socket == kernel_daemon.fd_socket
-    assert vm.index_bytes["names"] > 0  # built before ready
+    # built before ready, in the memfd shared with agents: nothing private
+    assert vm.index_bytes["shared"] > 0 and vm.index_bytes["names"] == vm.index_bytes["offsets"] == 0
     fleet = specs["fleet-6.1"]
     assert fleet.mode == "sealed-memfd" and fleet.type_count == 100750  # MANIFEST's count
     assert info.fd_socket == kernel_daemon.fd_socket and info.kernel_release
@@ -200,7 +202,7 @@ def test_metrics_memory_first(kernel_daemon) -> None:
     for kind in ("rss", "pss", "uss", "anonymous"):
         assert f"\nbtfd_memory_{kind}_bytes " in text
     assert 'btfd_spec_bytes{mode="kernel-mmap",spec="vmlinux"}' in text
-    assert 'btfd_spec_index_bytes{index="names",spec="vmlinux"}' in text
+    assert re.search(r'btfd_spec_index_bytes{index="shared",spec="vmlinux"} [1-9]', text)
     assert 'btfd_requests_total{code="OK",method="LookupType"}' in text
     assert "btfd_request_duration_seconds_bucket" in text
     uss = float(next(line.split()[-1] for line in text.splitlines() if line.startswith("btfd_memory_uss_bytes ")))

@@ -3,7 +3,7 @@
 >>> from btfd_client import Client, open_shared
 >>> with Client() as c:                      # socket: argument, $BTFD_SOCKET, or discovery
 ...     t = c.lookup_type("task_struct").types[0]
->>> with open_shared("vmlinux") as spec:     # the daemon's mapping, parsed in-process
+>>> with open_shared("vmlinux") as spec:     # the daemon's mapping and index, read in-process
 ...     spec.find_one("task_struct").size
 
 The implementation lives in the ``btfd`` package (:mod:`btfd.client`, :mod:`btfd.shared`,

@@ -1,0 +1,39 @@
+"""A minimal Python agent for bench/bench_node.py: does its BTF work, prints what it measured
+as one JSON line, then stays alive (so its memory can be read) until stdin closes.
+
+    py_agent.py shared|shared-idle|grpc|grpc-idle FD_SOCKET GRPC_SOCKET
+
+``*-idle`` imports the same modules and does nothing: the baseline its BTF work is measured
+against."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+mode, fd_socket, grpc_socket = sys.argv[1:4]
+if mode.startswith("shared"):
+    from btfd_client import Kind, open_shared
+
+    import btfd.source  # noqa: F401  (imported by open_shared on first use: not the BTF's cost)
+
+    out: dict[str, object] = {}
+    if mode == "shared":
+        t0 = time.perf_counter()
+        s = open_shared("vmlinux", fd_socket=fd_socket)
+        t = s.spec.find_one("task_struct", Kind.STRUCT)
+        out = {"open_find_ms": (time.perf_counter() - t0) * 1e3, "size": t.size,
+               "index": s.spec.index_bytes()}
+else:
+    from btfd_client import Client, Kind
+
+    c = Client(grpc_socket)
+    c.health()  # connected: the channel is part of the baseline
+    out = {}
+    if mode == "grpc":
+        t0 = time.perf_counter()
+        r = c.lookup_type("task_struct", kind=Kind.STRUCT)
+        out = {"lookup_ms": (time.perf_counter() - t0) * 1e3, "size": r.types[0].size}
+print(json.dumps(out), flush=True)
+sys.stdin.read()
