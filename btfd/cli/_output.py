@@ -1,10 +1,12 @@
-"""``-o FILE``: where a command's output goes. The file is written whole or not at all (a
-temporary file beside it, renamed on success), so a failed run leaves no truncated file."""
+"""``-o FILE``: where a command's output goes. A regular file is written whole or not at all
+(a temporary file beside it, renamed on success), so a failed run leaves no truncated file;
+anything else that exists (``/dev/null``, a fifo) is written in place."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,20 @@ def output(args: argparse.Namespace) -> Iterator[TextIO]:
     path = getattr(args, "output", None)
     if path in (None, "-"):
         yield sys.stdout
+        return
+    try:
+        special = not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        special = False  # does not exist yet (or cannot be looked at: open says why)
+    if special:  # /dev/null, a fifo, a tty: written in place, never replaced
+        try:
+            g = open(path, "w")
+        except OSError as e:
+            raise CliExit(EXIT_USAGE, f"cannot write {path}: {e.strerror}") from None
+        try:
+            yield g
+        finally:
+            f_close(g, path)
         return
     tmp = f"{path}.tmp{os.getpid()}"
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -189,6 +190,9 @@ def test_dump_and_lookup_output_files(daemon, tmp_path: Path, bpftool: str, kern
     assert r.returncode == 3 and not bad.exists() and sorted(os.listdir(tmp_path)) == ["vmlinux.h"]
     r = run("--socket", daemon.socket, "lookup", "task_struct", "-o", "/nonexistent/dir/x.h")
     assert r.returncode == 2 and "cannot write /nonexistent/dir/x.h" in r.stderr
+    # not a regular file: written in place, never replaced by a rename
+    r = run("--socket", daemon.socket, "dump", "-o", "/dev/null")
+    assert r.returncode == 0 and stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
 def _poisoned_object() -> tuple[str, list[dict[str, Any]]]:
