@@ -13,11 +13,14 @@ class Progress:
     """``tick(what, done, total)`` redraws the line at most 4 times a second once the command
     has run for ``after`` seconds; ``done()`` ends the line. Silent off a tty."""
 
-    def __init__(self, command: str, *, after: float = 1.0) -> None:
+    def __init__(self, command: str, *, after: float | None = None) -> None:
+        import os
+
         self.command = command
         self.on = sys.stderr.isatty()
         self.t0 = time.monotonic()
-        self.after = after
+        # $BTFCTL_PROGRESS_AFTER: seconds before the first line (tests set 0)
+        self.after = after if after is not None else float(os.environ.get("BTFCTL_PROGRESS_AFTER", "1"))
         self.last = 0.0
         self.shown = False
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -297,3 +298,28 @@ def test_socket_discovery_order(tmp_path: Path) -> None:
         assert r.returncode == 3 and f"no socket at {paths.SYSTEM_SOCKET}, {tree}" in r.stderr, r.stderr
         assert "make run" in r.stderr
 
+
+
+def test_progress_shows_done_and_total(daemon, tmp_path: Path) -> None:
+    """On a terminal stderr, a long listing says how far it is: done/total (percent)."""
+    import pty
+
+    total = Spec(Path("/sys/kernel/btf/vmlinux").read_bytes()).count
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run([BTFCTL, "--socket", daemon.socket, "list", "-o", str(tmp_path / "all.json")],
+                           stderr=slave, stdout=subprocess.DEVNULL, timeout=180,
+                           env={**os.environ, "BTFCTL_PROGRESS_AFTER": "0"})
+        os.set_blocking(master, False)
+        seen = b""
+        try:
+            while chunk := os.read(master, 65536):
+                seen += chunk
+        except (BlockingIOError, OSError):
+            pass
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert r.returncode == 0
+    assert re.search(rf"btfctl list: types \d+/{total} \(\d+%\)", seen.decode()), seen[-500:]
+    assert len((tmp_path / "all.json").read_text().splitlines()) == total
