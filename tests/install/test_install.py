@@ -18,7 +18,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 import tomllib
 import venv
 import zipfile
@@ -265,3 +267,45 @@ def test_make_install_puts_everything_in_its_place(tmp_path: Path, kernel_vmlinu
     for name in subcommands(parser_for("btfctl")):
         assert f"'{name}:" in zsh_text and f"{name})" in zsh_text
     shutil.rmtree(dest)
+
+
+def test_make_run_in_a_fresh_checkout_serves_what_btfctl_finds(tmp_path: Path) -> None:
+    """A checkout without .venv: `make run` installs the runtime dependencies only (no test or
+    lint tools), serves ./run/btfd.sock, and the .venv/bin/btfctl it prints finds that socket
+    with no --socket and no $BTFD_SOCKET (the discovery order's last step)."""
+    from btfd import paths
+
+    if os.path.exists(paths.SYSTEM_SOCKET):
+        pytest.fail(f"{paths.SYSTEM_SOCKET} exists here: btfctl would rightly find that one first")
+    co = tmp_path / "checkout"
+    co.mkdir()
+    files = subprocess.run(["git", "ls-files", "Makefile", "pyproject.toml", "README.md", "btfd", "clients/python"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        (co / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, co / f)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("BTFD_SOCKET", "BTFD_FD_SOCKET", "XDG_RUNTIME_DIR", "VIRTUAL_ENV", "SOCKET")}
+    env["METRICS"] = "127.0.0.1:0"
+    log = tmp_path / "make-run.log"
+    with open(log, "w") as out:
+        p = subprocess.Popen(["make", "run"], cwd=co, env=env, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while "ready:" not in log.read_text():
+            assert p.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert (co / "run/btfd.sock").exists()
+        installed = dists(co / ".venv/bin")
+        assert {"btfd", "btfd-client", "grpcio", "uvloop", "prometheus-client"} <= installed
+        assert not installed & {"pytest", "mypy", "ruff", "hypothesis", "grpcio-tools", "kubernetes-validate"}
+        r = subprocess.run([str(co / ".venv/bin/btfctl"), "lookup", "list_head", "--kind", "struct"], cwd=co,
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and r.stdout.startswith("struct list_head {"), r.stderr
+        r = subprocess.run([str(co / ".venv/bin/btfctl"), "info", "--format", "json"], cwd="/", env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and json.loads(r.stdout)["socket"] == str(co / "run/btfd.sock"), r.stderr
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(timeout=60)
