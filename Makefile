@@ -13,6 +13,10 @@ DESTDIR ?=
 # The interpreter the installed commands run on (the one the installed wheels were built for).
 INSTALL_PYTHON ?= $(shell $(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable))')
 APT_PACKAGES := bpftool clang llvm libbpf-dev pahole systemd xz-utils zsh groff-base
+# The Go client (clients/go) builds offline against these, in GOPATH mode (clients/go/debian-go.sh).
+GO_APT_PACKAGES := golang-go protobuf-compiler protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev \
+	golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev golang-github-cilium-ebpf-dev \
+	golang-golang-x-sys-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint typecheck proto proto-check sysdeps venv bench clean wheel install
@@ -43,6 +47,9 @@ sysdeps:
 	command -v xz >/dev/null 2>&1 || missing="$$missing xz-utils"; \
 	command -v zsh >/dev/null 2>&1 || missing="$$missing zsh"; \
 	command -v groff >/dev/null 2>&1 || missing="$$missing groff-base"; \
+	for p in $(GO_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -98,10 +105,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy btfd
 
-proto: $(STAMP)
+proto: $(STAMP) sysdeps
 	$(BIN)/python scripts/gen_proto.py
 
-proto-check: $(STAMP)
+proto-check: $(STAMP) sysdeps
 	$(BIN)/python scripts/gen_proto.py --check
 
 bench: $(STAMP) sysdeps
@@ -111,6 +118,7 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python bench/bench_core.py
 	$(BIN)/python bench/bench_specs.py
 	$(BIN)/python bench/bench_load.py
+	$(BIN)/python bench/bench_go.py
 
 clean:
 	rm -rf $(VENV) run dist .pytest_cache .mypy_cache .ruff_cache
