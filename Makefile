@@ -119,6 +119,7 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python bench/bench_specs.py
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/bench_go.py
+	$(BIN)/python bench/bench_json.py
 
 clean:
 	rm -rf $(VENV) run dist .pytest_cache .mypy_cache .ruff_cache
