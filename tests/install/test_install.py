@@ -266,6 +266,12 @@ def test_make_install_puts_everything_in_its_place(tmp_path: Path, kernel_vmlinu
     assert zsh_text.startswith("#compdef btfctl")
     for name in subcommands(parser_for("btfctl")):
         assert f"'{name}:" in zsh_text and f"{name})" in zsh_text
+    # zsh, for real: an interactive zsh on a pseudo-terminal (zpty) with the installed
+    # site-functions on its fpath, a TAB after each line
+    fdir = pre / "share/zsh/site-functions"
+    assert re.search(r"\bc +json +tree\b", zsh_complete(fdir, "btfctl lookup --format ")), "zsh: --format"
+    assert re.search(r"\berror +poison\b", zsh_complete(fdir, "btfctl core x.o --fail-on "))
+    assert "btfctl min-btf" in zsh_complete(fdir, "btfctl mi")
     shutil.rmtree(dest)
 
 
@@ -309,3 +315,25 @@ def test_make_run_in_a_fresh_checkout_serves_what_btfctl_finds(tmp_path: Path) -
     finally:
         os.killpg(p.pid, signal.SIGTERM)
         p.wait(timeout=60)
+
+
+ZSH_DRIVER = r"""
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z 'PS1="%%>"; fpath=(%s $fpath); autoload -U compinit; compinit -u -D; LISTMAX=1000'
+zpty -n -w z %s$'\t'
+sleep 2
+out=""
+while zpty -rt z line; do out+="$line"; done
+print -r -- "$out"
+zpty -d z
+"""
+
+
+def zsh_complete(fpath: Path, line: str) -> str:
+    """What zsh prints after TAB at the end of ``line`` (escape sequences removed)."""
+    import shlex
+
+    script = ZSH_DRIVER % (shlex.quote(str(fpath)), shlex.quote(line))
+    r = subprocess.run(["zsh", "-f", "-c", script], capture_output=True, text=True, timeout=60)
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|[\r\x07\x08]", " ", r.stdout)
