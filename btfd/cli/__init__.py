@@ -91,6 +91,10 @@ def _globals(p: argparse.ArgumentParser, defaults: bool) -> None:
     g.add_argument("--timeout", type=_seconds, default=d(10.0), help="seconds per call (default 10)")
     g.add_argument("--wait", action="store_true", default=d(False), help="wait up to --timeout for "
                    "a daemon that is not up yet (default: fail at once when the socket does not exist)")
+    g.add_argument("--via", choices=("auto", "fd", "grpc"), default=d("auto"),
+                   help="how lookup, list, dump and raw reach the daemon: auto (default): read its "
+                   "spec in this process over the fd socket when it lets you in, else gRPC; fd: "
+                   "the fd socket only; grpc: gRPC only (output is the same either way)")
 
 
 def _add_output(s: argparse.ArgumentParser, what: str = "the output") -> None:
