@@ -156,6 +156,7 @@ rpc_requests = st.one_of(
               spec_names, st.lists(spec_names, max_size=2)),
     st.builds(lambda spec, objs: ("MinimizeBtf", pb.MinimizeBtfRequest(spec=spec, objects=objs)),
               good_spec, st.lists(objects(), max_size=3)),
+    st.builds(lambda spec, chunk: ("DumpC", pb.DumpCRequest(spec=spec, chunk_size=chunk)), good_spec, u32),
     # the limits' inputs: specs repeated or many and unknown, objects past the cap, any depth
     st.builds(lambda n, obj: ("ResolveCore", pb.ResolveCoreRequest(specs=["vmlinux"] * n, object=obj)),
               st.sampled_from([2, 100, 20000]), objects()),
@@ -198,7 +199,7 @@ class Checker:
         call = getattr(self.health if method == "Check" else self.stub, method)
         try:
             r = call(request, timeout=self._timeout())
-            if method in ("ListTypes", "ReadRaw"):
+            if method in ("ListTypes", "ReadRaw", "DumpC"):
                 for _ in r:
                     pass
             self.seen[f"{method} OK"] += 1

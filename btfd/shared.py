@@ -57,6 +57,11 @@ def request(fd_socket: str, spec: str = "vmlinux", *, index: bool = False, timeo
                 raise
             d = backoff.pause()
             if d is None:
+                if isinstance(exc, FileNotFoundError) and exc.filename is None:
+                    # socket.connect names no path: say which, and what starts a daemon.
+                    raise FileNotFoundError(
+                        exc.errno, f"btfd's fd socket {fd_socket} does not exist: is btfd running? "
+                        f"(`make run` in a checkout, or the btfd service)") from None
                 raise
             time.sleep(d)
 

@@ -8,6 +8,7 @@ inside a function): pure logic in the middle, I/O at the edges.
     btfd.paths, btfd.retry   small helpers: nothing of btfd
     btfd.shared   the fd path of the client: the library, the protocol, source, paths, retry
     btfd.client   the gRPC client: generated code, paths, retry (and the fd path, lazily)
+    btfd.convert  the type model -> wire messages (daemon and btfctl): the library, generated code
     btfd.server   the daemon: anything but btfctl
     btfd.cli      btfctl: anything but the daemon
 """
@@ -31,10 +32,11 @@ ALLOWED: dict[str, set[str]] = {
     "btfd.retry": set(),
     "btfd.shared": {"btfd.btf", "btfd.fdproto", "btfd.source", "btfd.paths", "btfd.retry", "btfd.client"},
     "btfd.client": {"btfd.v1", "btfd.paths", "btfd.retry", "btfd.shared", "btfd.btf", "btfd.fdproto"},
+    "btfd.convert": {"btfd.btf", "btfd.v1"},
     "btfd.server": {"btfd.btf", "btfd.core", "btfd.fdproto", "btfd.source", "btfd.paths", "btfd.retry",
-                    "btfd.v1", "btfd", "btfd.shared"},
+                    "btfd.v1", "btfd", "btfd.shared", "btfd.convert"},
     "btfd.cli": {"btfd.btf", "btfd.core", "btfd.fdproto", "btfd.source", "btfd.paths", "btfd.retry",
-                 "btfd.v1", "btfd", "btfd.shared", "btfd.client"},
+                 "btfd.v1", "btfd", "btfd.shared", "btfd.client", "btfd.convert"},
     "btfd.v1": {"btfd.v1"},
     "btfd": set(),
 }

@@ -11,7 +11,8 @@ layout. Per-type state lives in ``bytearray``s indexed by id; types are decoded 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 
 from . import types as T
 from .errors import BTFError, BTFFormatError, BTFUnsupportedError
@@ -30,6 +31,36 @@ FOOTER = (
     "#ifndef BPF_NO_PRESERVE_ACCESS_INDEX\n#pragma clang attribute pop\n#endif\n\n"
     "#endif /* __VMLINUX_H__ */\n"
 )
+
+# Kinds as plain ints (an IntEnum member costs an attribute lookup a comparison: hot loops)
+_ARRAY = int(Kind.ARRAY)
+_CONST = int(Kind.CONST)
+_DATASEC = int(Kind.DATASEC)
+_DECL_TAG = int(Kind.DECL_TAG)
+_ENUM = int(Kind.ENUM)
+_ENUM64 = int(Kind.ENUM64)
+_FLOAT = int(Kind.FLOAT)
+_FUNC = int(Kind.FUNC)
+_FUNC_PROTO = int(Kind.FUNC_PROTO)
+_FWD = int(Kind.FWD)
+_INT = int(Kind.INT)
+_PTR = int(Kind.PTR)
+_RESTRICT = int(Kind.RESTRICT)
+_STRUCT = int(Kind.STRUCT)
+_TYPEDEF = int(Kind.TYPEDEF)
+_TYPE_TAG = int(Kind.TYPE_TAG)
+_UNION = int(Kind.UNION)
+_VAR = int(Kind.VAR)
+_VOLATILE = int(Kind.VOLATILE)
+_COMPOSITES = frozenset({_STRUCT, _UNION})
+_NUMERIC = frozenset({_INT, _FLOAT})
+_ENUMS_FWD = frozenset({_ENUM, _ENUM64, _FWD})
+_MODS = frozenset({_VOLATILE, _CONST, _RESTRICT, _TYPE_TAG})
+_NO_ORDER = frozenset({_FUNC, _VAR, _DATASEC, _DECL_TAG})
+_ENUMS = frozenset({_ENUM, _ENUM64})
+_PTR_OR_MODS = frozenset({_PTR, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG})
+_DECLARATOR_LINKS = frozenset({_PTR, _VOLATILE, _CONST, _RESTRICT, _FUNC_PROTO, _TYPE_TAG})
+_COMMENTED = frozenset({_DATASEC, _DECL_TAG})
 
 # order/emit states (btf_dump.c)
 _NOT, _ING, _DONE = 0, 1, 2
@@ -51,6 +82,7 @@ _MISSING_ALIASES = {
     "__Poly128_t": "unsigned __int128",
 }
 _PREFIXES = "\t" * 12
+_ALIGN_THROUGH = frozenset({_TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG})
 
 
 def _pfx(lvl: int) -> str:
@@ -80,6 +112,17 @@ class CDumper:
         self._aligns: dict[int, int] = {}
         self._sizes: dict[int, int] = {}
         self.out: list[str] = []
+        # A whole dump visits every record several times (ordering, emitting, declarators):
+        # there the wire words are read once into three arrays (12 bytes a type, released
+        # with the dumper) and names are decoded once each; one type's text reads the spec.
+        self._no: array[int] | None = None
+        self._info: array[int] = array("I")
+        self._st: array[int] = array("I")
+        self._kinds = b""
+        self._bad_refs: set[int] = set()
+        self._strings: dict[int, str] = {}
+        self._ref_off: array[int] | None = None
+        self._ref_flat: array[int] = array("I")
         # Work budget: valid BTF needs ~3 ordering/emitting steps a type (vmlinux: 356k for
         # 127k types). A malformed graph (pointer/func-proto cycles with no named struct to
         # stop at) can branch exponentially; past the budget it is refused, not walked.
@@ -92,6 +135,7 @@ class CDumper:
         self._pad_dump_left = _PAD_LINES_DUMP + blob_bytes // 16
         self._pad_type_left = _PAD_LINES_TYPE
         if whole_dump:  # only ordering needs it (anonymous enums); one type's text does not
+            self._load_records()
             self._mark_referenced()
 
     # ---------------------------------------------------------------- helpers
@@ -102,9 +146,49 @@ class CDumper:
     def align_of(self, tid: int) -> int:
         """btf__align_of() (:meth:`Spec.align_of`, the one implementation), memoized for the
         dump: struct alignment is asked for again and again while checking packing."""
+        aligns = self._aligns
+        a = aligns.get(tid)
+        if a is not None:
+            return a
+        # Typedefs, modifiers and arrays take their target's alignment (as Spec.align_of
+        # does); a whole dump follows them in its arrays instead of decoding each link.
+        kinds = self._kinds
+        t = tid
+        if 0 < t < len(kinds) and not self._bad_refs:
+            for _ in range(_MAX_DEPTH):
+                k = kinds[t]
+                if k in _ALIGN_THROUGH:
+                    t = self._st[t]
+                elif k == _ARRAY:
+                    t = self.refs(t)[0]
+                else:
+                    break
+                a = aligns.get(t)
+                if a is not None or not 0 < t < len(kinds):
+                    break
+            if a is None:
+                a = self.spec.align_of(t, memo=aligns)
+            aligns[tid] = a
+            return a
+        return self.spec.align_of(tid, memo=aligns)
+
+    def _composite_align(self, tid: int, t: T.Struct | T.Union) -> int:
+        """Spec.align_of()'s rule for a struct or union, over the already decoded ``t`` (its
+        definition needs it right after decoding; asking the spec would decode it again)."""
         a = self._aligns.get(tid)
-        if a is None:
-            a = self.spec.align_of(tid, memo=self._aligns)
+        if a is not None:
+            return a
+        a = 1
+        for m in t.members:
+            ma = self.align_of(m.type)
+            a = max(a, ma)
+            if m.bitfield_size == 0 and m.bit_offset % (8 * ma):
+                a = 1
+                break
+        else:
+            if t.size % a:
+                a = 1
+        self._aligns[tid] = a
         return a
 
     def size_of(self, tid: int) -> int:
@@ -117,16 +201,65 @@ class CDumper:
             self._sizes[tid] = s
         return s
 
-    _REF_KINDS = frozenset({Kind.PTR, Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT,
-                            Kind.TYPE_TAG, Kind.FUNC, Kind.FUNC_PROTO, Kind.VAR, Kind.DECL_TAG})
+    _REF_KINDS = frozenset({_PTR, _TYPEDEF, _VOLATILE, _CONST, _RESTRICT,
+                            _TYPE_TAG, _FUNC, _FUNC_PROTO, _VAR, _DECL_TAG})
+
+    def _load_records(self) -> None:
+        """Every record's three wire words, base specs first, into arrays indexed by id."""
+        n = self.n
+        no = array("I", bytes(4 * n))
+        inf = array("I", bytes(4 * n))
+        st = array("I", bytes(4 * n))
+        specs: list[Spec] = []
+        s: Spec | None = self.spec
+        while s is not None:
+            specs.append(s)
+            s = s.base
+        ref_kinds = self._REF_KINDS
+        bad = self._bad_refs
+        for sp in reversed(specs):
+            for tid, name_off, info, size_type in sp.iter_raw():
+                no[tid] = name_off
+                inf[tid] = info
+                st[tid] = size_type
+                if size_type >= n and kind_of(info) in ref_kinds:
+                    bad.add(tid)
+        self._kinds = bytes((i >> 24) & 0x7F for i in inf)
+        # Leaves of btf__align_of() straight from the words (Spec.align_of decodes each type
+        # it is asked about; the dump asks about every member's type).
+        aligns, ptr = self._aligns, self.ptr_sz
+        leaf = {_INT, _ENUM, _ENUM64, _FLOAT}
+        for tid, k in enumerate(self._kinds):
+            if k in leaf:
+                if tid not in bad:
+                    aligns[tid] = min(ptr, st[tid]) or 1
+            elif k == _PTR:
+                aligns[tid] = ptr
+        self._info, self._st, self._no = inf, st, no
 
     def raw(self, tid: int) -> tuple[int, int, int]:
         """The wire record, with the referenced id checked (malformed input must end in a
         BTFError, never an index error)."""
+        no = self._no
+        if no is not None and 0 < tid < self.n:
+            if tid in self._bad_refs:
+                self._bad_ref(tid)
+            return (no[tid], self._info[tid], self._st[tid])
         r = self.spec.raw(tid)
         if r[2] >= self.n and kind_of(r[1]) in self._REF_KINDS:
-            raise BTFFormatError(f"type [{tid}] refers to type id {r[2]}, past the last id {self.n - 1}")
+            self._bad_ref(tid)
         return r
+
+    def _bad_ref(self, tid: int) -> None:
+        r = self.spec.raw(tid)
+        raise BTFFormatError(f"type [{tid}] refers to type id {r[2]}, past the last id {self.n - 1}")
+
+    def string(self, off: int) -> str:
+        """``spec.string(off)``, each name decoded once a dump."""
+        s = self._strings.get(off)
+        if s is None:
+            s = self._strings[off] = self.spec.string(off)
+        return s
 
     def _bad_kind(self, tid: int, k: int) -> BTFError:
         if k >= len(Kind):  # stepped over thanks to a kind-layout section, but not C
@@ -134,32 +267,49 @@ class CDumper:
         return BTFFormatError(f"type [{tid}] has invalid kind {k}")
 
     def kind(self, tid: int) -> int:
+        if 0 < tid < len(self._kinds):
+            if tid in self._bad_refs:
+                self._bad_ref(tid)
+            return self._kinds[tid]
         return 0 if tid == 0 else kind_of(self.raw(tid)[1])
 
     def _mark_referenced(self) -> None:
-        """btf_dump_mark_referenced(): every type some other type points at."""
+        """btf_dump_mark_referenced(): every type some other type points at. The lists of
+        arrays, composites, prototypes and sections are kept (flat, 4 bytes a reference) for
+        ordering and emitting, which walk them again."""
         ref = self.referenced
-        simple = {Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.PTR, Kind.TYPEDEF, Kind.FUNC,
-                  Kind.VAR, Kind.DECL_TAG, Kind.TYPE_TAG}
-        specs = []
-        s: Spec | None = self.spec
-        while s is not None:
-            specs.append(s)
-            s = s.base
+        simple = {_VOLATILE, _CONST, _RESTRICT, _PTR, _TYPEDEF, _FUNC,
+                  _VAR, _DECL_TAG, _TYPE_TAG}
+        multi = {_ARRAY, _STRUCT, _UNION, _FUNC_PROTO, _DATASEC}
         refs = self.spec.refs
-        for sp in reversed(specs):
-            for tid, _name_off, info, st in sp.iter_raw():
-                k = kind_of(info)
-                if k in simple:
-                    if st < self.n:
-                        ref[st] = 1
-                elif k in (Kind.ARRAY, Kind.STRUCT, Kind.UNION, Kind.FUNC_PROTO, Kind.DATASEC):
-                    rs = refs(tid)
-                    if k == Kind.FUNC_PROTO:
-                        rs = rs[1:]  # libbpf marks parameters, not the return type
-                    for r in rs:
-                        if r < self.n:
-                            ref[r] = 1
+        n = self.n
+        st = self._st
+        ref_off = array("I", bytes(4 * (n + 1)))
+        flat: array[int] = array("I")
+        for tid, k in enumerate(self._kinds):
+            ref_off[tid] = len(flat)
+            if k in simple:
+                if st[tid] < n:
+                    ref[st[tid]] = 1
+            elif k in multi:
+                rs = refs(tid)
+                flat.extend(rs)
+                if k == _FUNC_PROTO:
+                    rs = rs[1:]  # libbpf marks parameters, not the return type
+                for r in rs:
+                    if r < n:
+                        ref[r] = 1
+        ref_off[n] = len(flat)
+        self._ref_off, self._ref_flat = ref_off, flat
+
+    def refs(self, tid: int) -> Sequence[int]:
+        """``spec.refs(tid)``, from the lists kept by a whole dump."""
+        off = self._ref_off
+        if off is not None and 0 < tid < self.n:
+            a, b = off[tid], off[tid + 1]
+            if a != b:
+                return self._ref_flat[a:b]
+        return self.spec.refs(tid)
 
     def _name_dups(self, names: dict[str, int], name: str) -> int:
         c = names.get(name, 0) + 1
@@ -171,11 +321,11 @@ class CDumper:
         name_off, info, _ = self.raw(tid)
         if name_off == 0:
             return ""
-        orig = self.spec.string(name_off)
+        orig = self.string(name_off)
         if self.name_resolved[tid]:
             return self.cached_names.get(tid, orig)
         k = kind_of(info)
-        if k == Kind.FWD or (k == Kind.ENUM and self.spec.vlen(tid) == 0):
+        if k == _FWD or (k == _ENUM and self.spec.vlen(tid) == 0):
             self.name_resolved[tid] = 1
             return orig
         dup = self._name_dups(names, orig)
@@ -192,7 +342,7 @@ class CDumper:
 
     def is_blacklisted(self, tid: int) -> bool:
         name_off = self.raw(tid)[0]
-        return name_off != 0 and self.spec.string(name_off) == "__builtin_va_list"
+        return name_off != 0 and self.string(name_off) == "__builtin_va_list"
 
     # ---------------------------------------------------------------- ordering
 
@@ -217,50 +367,50 @@ class CDumper:
         name_off, info, size_type = self.raw(tid)
         k = kind_of(info)
         if st[tid] == _ING:
-            if k in (Kind.STRUCT, Kind.UNION) and through_ptr and name_off != 0:
+            if k in _COMPOSITES and through_ptr and name_off != 0:
                 return 0
             raise BTFFormatError(f"unsatisfiable type cycle, id:[{tid}]")
         d = depth + 1
-        if k in (Kind.INT, Kind.FLOAT):
+        if k in _NUMERIC:
             st[tid] = _DONE
             return 0
-        if k == Kind.PTR:
+        if k == _PTR:
             r = self._order(size_type, True, queue, d)
             st[tid] = _DONE
             return r
-        if k == Kind.ARRAY:
-            return self._order(self.spec.refs(tid)[0], False, queue, d)
-        if k in (Kind.STRUCT, Kind.UNION):
+        if k == _ARRAY:
+            return self._order(self.refs(tid)[0], False, queue, d)
+        if k in _COMPOSITES:
             if through_ptr and name_off != 0:
                 return 0
             st[tid] = _ING
-            for m in self.spec.refs(tid):
+            for m in self.refs(tid):
                 self._order(m, False, queue, d)
             if name_off != 0:
                 queue.append(tid)
             st[tid] = _DONE
             return 1
-        if k in (Kind.ENUM, Kind.ENUM64, Kind.FWD):
+        if k in _ENUMS_FWD:
             if name_off != 0 or not self.referenced[tid]:
                 queue.append(tid)
             st[tid] = _DONE
             return 1
-        if k == Kind.TYPEDEF:
+        if k == _TYPEDEF:
             strong = self._order(size_type, through_ptr, queue, d)
             if through_ptr and not strong:
                 return 0
             queue.append(tid)
             st[tid] = _DONE
             return 1
-        if k in (Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG):
+        if k in _MODS:
             return self._order(size_type, through_ptr, queue, d)
-        if k == Kind.FUNC_PROTO:
+        if k == _FUNC_PROTO:
             strong = False
-            for r in self.spec.refs(tid):  # return type, then parameters
+            for r in self.refs(tid):  # return type, then parameters
                 if self._order(r, through_ptr, queue, d) > 0:
                     strong = True
             return 1 if strong else 0
-        if k in (Kind.FUNC, Kind.VAR, Kind.DATASEC, Kind.DECL_TAG):
+        if k in _NO_ORDER:
             st[tid] = _DONE
             return 0
         raise self._bad_kind(tid, k)
@@ -282,49 +432,49 @@ class CDumper:
         if es[tid] == _ING:
             if self.fwd_emitted[tid]:
                 return
-            if k in (Kind.STRUCT, Kind.UNION):
+            if k in _COMPOSITES:
                 if tid == cont_id or name_off == 0:
                     return
                 self._struct_fwd(tid, k)
                 w(";\n\n")
                 self.fwd_emitted[tid] = 1
-            elif k == Kind.TYPEDEF:
+            elif k == _TYPEDEF:
                 if not self.is_blacklisted(tid):
                     self._typedef_def(tid, size_type, 0)
                     w(";\n\n")
                 self.fwd_emitted[tid] = 1
             return
         d = depth + 1
-        if k == Kind.INT:
+        if k == _INT:
             alias = _MISSING_ALIASES.get(self.type_name(tid)) if name_off else None
             if alias is not None:
                 w(f"typedef {alias} {self.type_name(tid)};\n\n")
             es[tid] = _DONE
-        elif k in (Kind.ENUM, Kind.ENUM64):
+        elif k in _ENUMS:
             if top:
                 self._enum_def(tid, 0)
                 w(";\n\n")
             es[tid] = _DONE
-        elif k in (Kind.PTR, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG):
+        elif k in _PTR_OR_MODS:
             self._emit(size_type, cont_id, d)
-        elif k == Kind.ARRAY:
-            self._emit(self.spec.refs(tid)[0], cont_id, d)
-        elif k == Kind.FWD:
+        elif k == _ARRAY:
+            self._emit(self.refs(tid)[0], cont_id, d)
+        elif k == _FWD:
             self._fwd_def(tid, info)
             w(";\n\n")
             es[tid] = _DONE
-        elif k == Kind.TYPEDEF:
+        elif k == _TYPEDEF:
             es[tid] = _ING
             self._emit(size_type, tid, d)
             if not self.fwd_emitted[tid] and not self.is_blacklisted(tid):
                 self._typedef_def(tid, size_type, 0)
                 w(";\n\n")
             es[tid] = _DONE
-        elif k in (Kind.STRUCT, Kind.UNION):
+        elif k in _COMPOSITES:
             es[tid] = _ING
             if top or name_off == 0:
                 new_cont = cont_id if name_off == 0 else tid
-                for m in self.spec.refs(tid):
+                for m in self.refs(tid):
                     self._emit(m, new_cont, d)
             elif not self.fwd_emitted[tid] and tid != cont_id:
                 self._struct_fwd(tid, k)
@@ -336,15 +486,15 @@ class CDumper:
                 es[tid] = _DONE
             else:
                 es[tid] = _NOT
-        elif k == Kind.FUNC_PROTO:
-            for r in self.spec.refs(tid):
+        elif k == _FUNC_PROTO:
+            for r in self.refs(tid):
                 self._emit(r, cont_id, d)
         elif not is_known_kind(k):
             raise self._bad_kind(tid, k)
 
     def _struct_fwd(self, tid: int, k: int) -> None:
         name = self.type_name(tid)
-        self.out.append(("struct" if k == Kind.STRUCT else "union") + (" " if name else "") + name)
+        self.out.append(("struct" if k == _STRUCT else "union") + (" " if name else "") + name)
 
     def _fwd_def(self, tid: int, info: int) -> None:
         self.out.append(("union " if info >> 31 else "struct ") + self.type_name(tid))
@@ -452,7 +602,7 @@ class CDumper:
         assert isinstance(t, (T.Struct, T.Union))
         is_struct = isinstance(t, T.Struct)
         packed = self._is_packed(t) if isinstance(t, T.Struct) else False
-        align = 1 if packed else self.align_of(tid)
+        align = 1 if packed else self._composite_align(tid, t)
         name = self.type_name(tid) if t.name else ""
         w = self.out.append
         w(("struct" if is_struct else "union") + (" " if t.name else "") + name + " {")
@@ -494,17 +644,16 @@ class CDumper:
         """btf_dump_emit_type_decl(): build the declarator stack, then emit the chain."""
         self._spend(tid)
         stack: list[int] = []
-        spec = self.spec
         for _ in range(_MAX_DEPTH):
             stack.append(tid)
             if tid == 0:
                 break
             _, info, st = self.raw(tid)
             k = kind_of(info)
-            if k in (Kind.PTR, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.FUNC_PROTO, Kind.TYPE_TAG):
+            if k in _DECLARATOR_LINKS:
                 tid = st  # the pointee, modified type or return type
-            elif k == Kind.ARRAY:
-                tid = spec.refs(tid)[0]
+            elif k == _ARRAY:
+                tid = self.refs(tid)[0]
             else:
                 break
         else:
@@ -515,18 +664,18 @@ class CDumper:
         w = self.out.append
         while stack:
             k = self.kind(stack[-1])
-            if k == Kind.VOLATILE:
+            if k == _VOLATILE:
                 w("volatile ")
-            elif k == Kind.CONST:
+            elif k == _CONST:
                 w("const ")
-            elif k == Kind.RESTRICT:
+            elif k == _RESTRICT:
                 w("restrict ")
             else:
                 return
             stack.pop()
 
     def _drop_mods(self, stack: list[int]) -> None:
-        while stack and self.kind(stack[-1]) in (Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG):
+        while stack and self.kind(stack[-1]) in _MODS:
             stack.pop()
 
     def _emit_name(self, name: str, last_was_ptr: bool) -> None:
@@ -536,7 +685,6 @@ class CDumper:
         """btf_dump_emit_type_chain()."""
         w = self.out.append
         last_was_ptr = True
-        spec = self.spec
         while stack:
             tid = stack.pop()
             if tid == 0:
@@ -546,39 +694,39 @@ class CDumper:
                 continue
             name_off, info, _st = self.raw(tid)
             k = kind_of(info)
-            if k in (Kind.INT, Kind.FLOAT):
+            if k in _NUMERIC:
                 self._emit_mods(stack)
-                w(spec.string(name_off))
-            elif k in (Kind.STRUCT, Kind.UNION):
+                w(self.string(name_off))
+            elif k in _COMPOSITES:
                 self._emit_mods(stack)
                 if name_off == 0:
                     self._struct_def(tid, lvl)
                 else:
                     self._struct_fwd(tid, k)
-            elif k in (Kind.ENUM, Kind.ENUM64):
+            elif k in _ENUMS:
                 self._emit_mods(stack)
                 if name_off == 0:
                     self._enum_def(tid, lvl)
                 else:
                     w("enum " + self.type_name(tid))
-            elif k == Kind.FWD:
+            elif k == _FWD:
                 self._emit_mods(stack)
                 self._fwd_def(tid, info)
-            elif k == Kind.TYPEDEF:
+            elif k == _TYPEDEF:
                 self._emit_mods(stack)
                 w(self.ident_name(tid))
-            elif k == Kind.PTR:
+            elif k == _PTR:
                 w("*" if last_was_ptr else " *")
-            elif k == Kind.VOLATILE:
+            elif k == _VOLATILE:
                 w(" volatile")
-            elif k == Kind.CONST:
+            elif k == _CONST:
                 w(" const")
-            elif k == Kind.RESTRICT:
+            elif k == _RESTRICT:
                 w(" restrict")
-            elif k == Kind.TYPE_TAG:
+            elif k == _TYPE_TAG:
                 self._emit_mods(stack)
-                w(f' __attribute__((btf_type_tag("{spec.string(name_off)}")))')
-            elif k == Kind.ARRAY:
+                w(f' __attribute__((btf_type_tag("{self.string(name_off)}")))')
+            elif k == _ARRAY:
                 a = self.t(tid)
                 assert isinstance(a, T.Array)
                 self._drop_mods(stack)
@@ -586,7 +734,7 @@ class CDumper:
                     self._emit_name(fname, last_was_ptr)
                     w(f"[{a.nelems}]")
                     return
-                multidim = self.kind(stack[-1]) == Kind.ARRAY
+                multidim = self.kind(stack[-1]) == _ARRAY
                 if fname and not last_was_ptr:
                     w(" ")
                 if not multidim:
@@ -596,7 +744,7 @@ class CDumper:
                     w(")")
                 w(f"[{a.nelems}]")
                 return
-            elif k == Kind.FUNC_PROTO:
+            elif k == _FUNC_PROTO:
                 fp = self.t(tid)
                 assert isinstance(fp, T.FuncProto)
                 self._drop_mods(stack)
@@ -624,7 +772,7 @@ class CDumper:
                 raise self._bad_kind(tid, k)
             else:
                 return
-            last_was_ptr = k == Kind.PTR
+            last_was_ptr = k == _PTR
         self._emit_name(fname, last_was_ptr)
 
     def take(self) -> str:
@@ -643,8 +791,11 @@ def dump_c(spec: Spec) -> Iterator[str]:
     with spec.dense():
         d = CDumper(spec)
         yield HEADER
+        kinds = d._kinds
         for tid in range(1, spec.next_id):
-            if not is_known_kind(d.kind(tid)):
+            if tid in d._bad_refs:
+                d._bad_ref(tid)
+            if not 0 < kinds[tid] < len(Kind):
                 continue  # a kind only a layout section describes: nothing to print for it
             try:
                 d.dump_type(tid)
@@ -670,29 +821,29 @@ def _format_one(spec: Spec, tid: int) -> str:
     if tid == 0:
         return "void\n"
     k = d.kind(tid)
-    if k in (Kind.STRUCT, Kind.UNION):
+    if k in _COMPOSITES:
         d._struct_def(tid, 0)
         d.out.append(";\n\n")
-    elif k in (Kind.ENUM, Kind.ENUM64):
+    elif k in _ENUMS:
         d._enum_def(tid, 0)
         d.out.append(";\n\n")
-    elif k == Kind.TYPEDEF:
+    elif k == _TYPEDEF:
         d._typedef_def(tid, d.raw(tid)[2], 0)
         d.out.append(";\n\n")
-    elif k == Kind.FWD:
+    elif k == _FWD:
         d._fwd_def(tid, d.raw(tid)[1])
         d.out.append(";\n\n")
-    elif k == Kind.FUNC:
+    elif k == _FUNC:
         f = spec.type(tid)
         assert isinstance(f, T.Func)
         d._type_decl(f.type, f.name, 0)
         d.out.append(";\n")
-    elif k == Kind.VAR:
+    elif k == _VAR:
         v = spec.type(tid)
         assert isinstance(v, T.Var)
         d._type_decl(v.type, v.name, 0)
         d.out.append(";\n")
-    elif k in (Kind.DATASEC, Kind.DECL_TAG):
+    elif k in _COMMENTED:
         d.out.append(f"/* {Kind(k).name} {spec.type_name(tid)} */\n")
     else:
         d._type_decl(tid, "", 0)

@@ -28,7 +28,13 @@ def local_spec(path: str, base: str | None = None) -> Iterator[Spec]:
             specs.append(base_spec)
         src = open_source(path)
         sources.append(src)
-        spec = src.spec(base=base_spec, name=path)
+        try:
+            spec = src.spec(base=base_spec, name=path)
+        except BTFError as exc:
+            hint = split_hint(exc, base)
+            if hint:
+                raise type(exc)(f"{path}: {hint}") from None
+            raise
         specs.append(spec)
         yield spec
     finally:
@@ -53,7 +59,9 @@ def read_file(path: str) -> bytes:
 
 
 def split_hint(exc: BTFError, base: str | None) -> str:
-    """A hint when a split (module) BTF was opened without its base."""
+    """What to say when a split (module) BTF was opened without its base: its string section
+    continues the base's, so it does not start with the empty string. "" otherwise."""
     if "string section does not start" in str(exc) and not base:
-        return " (is the target split BTF, e.g. a module's? pass its --base)"
+        return ("this looks like split BTF (a module's: its strings and type ids continue a "
+                "base's); pass --base with its base, e.g. --base /sys/kernel/btf/vmlinux")
     return ""

@@ -1,33 +1,42 @@
-"""Progress on stderr for commands that take over a second, only when stderr is a terminal."""
+"""Progress on stderr for commands that take over a second, only when stderr is a terminal:
+``btfctl CMD: what  done/total (pct%)  Ns``."""
 
 from __future__ import annotations
 
 import sys
 import time
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "Elapsed"]
 
 
 class Progress:
-    """``tick(what)`` redraws ``btfctl CMD: what (Ns)`` at most 4 times a second once the
-    command has run for ``after`` seconds; ``done()`` ends the line. Silent off a tty."""
+    """``tick(what, done, total)`` redraws the line at most 4 times a second once the command
+    has run for ``after`` seconds; ``done()`` ends the line. Silent off a tty."""
 
-    def __init__(self, command: str, *, after: float = 1.0) -> None:
+    def __init__(self, command: str, *, after: float | None = None) -> None:
+        import os
+
         self.command = command
         self.on = sys.stderr.isatty()
         self.t0 = time.monotonic()
-        self.after = after
+        # $BTFCTL_PROGRESS_AFTER: seconds before the first line (tests set 0)
+        self.after = after if after is not None else float(os.environ.get("BTFCTL_PROGRESS_AFTER", "1"))
         self.last = 0.0
         self.shown = False
 
-    def tick(self, what: str) -> None:
+    def tick(self, what: str, done: int | None = None, total: int | None = None) -> None:
         if not self.on:
             return
         now = time.monotonic()
         if now - self.t0 < self.after or now - self.last < 0.25:
             return
         self.last = now
-        sys.stderr.write(f"\r\033[Kbtfctl {self.command}: {what} ({now - self.t0:.0f}s)")
+        count = ""
+        if done is not None and total:
+            count = f" {done}/{total} ({100 * done // total}%)"
+        elif done is not None:
+            count = f" {done}"
+        sys.stderr.write(f"\r\033[Kbtfctl {self.command}: {what}{count} ({now - self.t0:.0f}s)")
         sys.stderr.flush()
         self.shown = True
 

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from . import EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE
 
-__all__ = ["CliExit", "client", "guard", "kind_number", "fd_socket", "fd_retry_budget", "diagnose", "warn"]
+__all__ = ["CliExit", "client", "guard", "kind_number", "fd_socket", "fd_retry_budget", "diagnose", "warn",
+           "stdout_closed", "not_found_anywhere"]
 
 T = TypeVar("T")
 
@@ -76,6 +77,37 @@ def unreachable(path: str, exc: OSError | None, timeout: float | None = None) ->
     return CliExit(EXIT_UNREACHABLE, f"cannot connect to {path}: {exc.strerror or exc}")
 
 
+def stdout_closed() -> bool:
+    """True when whoever reads our stdout has gone (``| head`` done): a BrokenPipeError is
+    then about stdout, not about a socket."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (ValueError, OSError):
+        return True
+    p = select.poll()
+    p.register(fd, select.POLLOUT)
+    return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in p.poll(0))
+
+
+def not_found_anywhere(args: argparse.Namespace) -> CliExit | None:
+    """When no --socket and no $BTFD_SOCKET was given and no socket exists at any place of the
+    discovery order: a message naming every place looked at, and how to start a daemon."""
+    if getattr(args, "socket_from", "") != "default" or os.environ.get("BTFD_SOCKET"):
+        return None
+    from ..paths import candidates, tree_socket
+
+    looked = candidates()
+    if any(os.path.exists(p) for p in looked):
+        return None
+    tree = tree_socket()
+    how = (f"start one with `make run` in the checkout (serves {tree})" if tree
+           else f"start one with: btfd --socket {args.socket}")
+    return CliExit(EXIT_UNREACHABLE, "btfd is not running: no socket at " + ", ".join(looked)
+                   + f" (nor --socket, $BTFD_SOCKET); {how}, or pass --socket")
+
+
 def diagnose(path: str, timeout: float = 2.0) -> CliExit | None:
     """Connect to ``path`` once (no gRPC): None when something accepts, else what is wrong."""
     try:
@@ -95,7 +127,7 @@ def client(args: argparse.Namespace) -> Any:
     from ..client import Client
 
     if not args.wait:
-        problem = diagnose(args.socket, args.timeout)
+        problem = not_found_anywhere(args) or diagnose(args.socket, args.timeout)
         if problem is not None:
             raise problem
     # A CLI should answer quickly: retry a restarting daemon only briefly (unless --wait).
@@ -114,6 +146,9 @@ def fd_socket(args: argparse.Namespace) -> str:
     ``--socket``, or the one the daemon advertises."""
     from ..shared import fd_socket_for
 
+    problem = None if args.fd_socket or args.wait else not_found_anywhere(args)
+    if problem is not None:
+        raise problem
     return guard(args, lambda: fd_socket_for(args.socket, args.fd_socket, timeout=args.timeout))
 
 
@@ -125,6 +160,10 @@ def guard(args: argparse.Namespace, fn: Callable[[], T], path: str | None = None
         return fn()
     except CliExit:
         raise
+    except BrokenPipeError:
+        if stdout_closed():
+            raise  # our reader went away (| head): main() exits quietly
+        raise unreachable(where, BrokenPipeError(errno.EPIPE, "Broken pipe"), args.timeout) from None
     except OSError as exc:
         if exc.filename is not None and not isinstance(exc, (TimeoutError, ConnectionError)):
             # A file argument (input or output), not the socket.

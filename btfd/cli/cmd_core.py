@@ -1,9 +1,11 @@
-"""``btfctl core OBJ [--target FILE [--base FILE] | --spec NAME | --all-specs] [--json]``.
+"""``btfctl core OBJ [--target FILE [--base FILE] | --spec NAME | --all-specs] [--format json]``.
 
 With ``--target`` the object is resolved locally (no daemon); without it the daemon answers
 (``ResolveCore``). Either way the records are printed by :func:`print_records`: one JSON
-object per relocation in ``.BTF.ext`` order with ``--json``, else a table. Exit 0 when no
-record is ``error``, 1 otherwise, 2 for bad input (a malformed object, or one whose byte order
+object per relocation in ``.BTF.ext`` order with ``--format json``, else a table; a local
+record goes through the wire message the daemon would send, so both modes print the same
+rows. Exit 0 when no record is ``error`` (``--fail-on poison``: nor ``poison``), 1 otherwise,
+2 for bad input (a malformed object, or one whose byte order
 is not the target's), 3 when the daemon is unreachable.
 
 A record's ``status`` (:data:`STATUS_HELP`, also in ``btfctl core --help``):
@@ -33,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 from . import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
+from ._output import output
 
 __all__ = [
     "run", "run_local", "run_remote", "print_records", "print_matrix", "exit_code", "record_from_message",
@@ -48,35 +51,39 @@ STATUS_HELP = (
     "'error'); skipped = not examined: after an error libbpf aborts the whole object; btfd marks\n"
     "the failing program's remaining records skipped and keeps resolving the other programs.\n"
     "--all-specs: per kernel, loads cleanly / loads with N poisoned relocations / fails.\n"
-    "exit codes: 0 no error, 1 some relocation is an error, 2 bad input (malformed object, object\n"
-    "byte order not the target's), 3 daemon unreachable"
+    "exit codes: 0 no error, 1 some relocation is an error (--fail-on poison: or poisoned),\n"
+    "2 bad input (malformed object, object byte order not the target's), 3 daemon unreachable"
 )
 
 
 def record_from_message(m: Any) -> dict[str, Any]:
-    """A ``btfd.v1.CoreRelocation`` message as the dict :func:`print_records` prints (the
-    same keys as ``CoreRecord.to_dict()`` for the fields the RPC carries)."""
-    st = m.status
-    mem = {"from": m.mem_size_from, "to": m.mem_size_to} if m.mem_size_from or m.mem_size_to else None
-    return {
-        "sec": m.sec, "prog": m.prog, "insn": m.insn, "sec_insn": m.sec_insn, "kind": m.kind,
-        "type_id": m.type_id, "type_name": m.type_name, "access": m.access, "status": st,
-        "new_val": m.new_val if st == "ok" else None, "orig_val": m.orig_val if st == "ok" else None,
-        "mem_size": mem, "target_type_id": m.target_type_id or None,
-        "target_access": m.target_access or None, "error": m.error or None,
-    }
+    """A ``btfd.v1.CoreRelocation`` message as the record dict of docs/JSON.md."""
+    from ._json import record_json
+
+    return record_json(m)
+
+
+def _record(r: Any) -> dict[str, Any]:
+    """Any form of a record as the one dict both modes print: a local
+    :class:`btfd.core.CoreRecord` goes through the wire message the daemon would have sent
+    (:func:`btfd.convert.core_record_to_pb`), a message is converted, a dict is kept."""
+    if isinstance(r, dict):
+        return r
+    if hasattr(r, "to_dict"):
+        from ..convert import core_record_to_pb
+
+        r = core_record_to_pb(r)
+    return record_from_message(r)
 
 
 def _records_as_dicts(records: Iterable[Any]) -> list[Mapping[str, Any]]:
-    out = []
-    for r in records:
-        out.append(r.to_dict() if hasattr(r, "to_dict") else dict(r))
-    return out
+    return [_record(r) for r in records]
 
 
-def exit_code(records: Iterable[Mapping[str, Any]]) -> int:
-    """0 when no record has status ``error``, else 1."""
-    return EXIT_NOT_FOUND if any(r.get("status") == "error" for r in records) else EXIT_OK
+def exit_code(records: Iterable[Mapping[str, Any]], fail_on: str = "error") -> int:
+    """1 when a record has status ``error`` (``fail_on="poison"``: or ``poison``), else 0."""
+    bad = ("error", "poison") if fail_on == "poison" else ("error",)
+    return EXIT_NOT_FOUND if any(r.get("status") in bad for r in records) else EXIT_OK
 
 
 def _val(v: Any) -> str:
@@ -88,24 +95,23 @@ def _val(v: Any) -> str:
     return str(v)
 
 
-def print_records(records: Iterable[Any], *, as_json: bool, out: TextIO | None = None) -> int:
-    """Print records (CoreRecord objects or dicts with the same keys); returns the exit code.
-    The daemon path calls this with the records it received, so both paths look alike."""
+def print_records(records: Iterable[Any], *, as_json: bool, out: TextIO | None = None,
+                  fail_on: str = "error") -> int:
+    """Print records (CoreRecord objects, CoreRelocation messages or record dicts) in the one
+    row format of both modes; returns the exit code."""
     out = out or sys.stdout
     recs = _records_as_dicts(records)
     if as_json:
         for r in recs:
-            out.write(json.dumps(r, separators=(", ", ": ")) + "\n")
-        return exit_code(recs)
+            out.write(json.dumps(r) + "\n")
+        return exit_code(recs, fail_on)
     if not recs:
         out.write("no CO-RE relocations\n")
         return EXIT_OK
     rows = []
     for r in recs:
         where = f"{r.get('prog') or r.get('sec')}+{r.get('insn')}"
-        name = r.get("type_name") or "<anon>"
-        kind = r.get("type_kind")
-        local = f"[{r.get('type_id')}] {kind + ' ' if kind else ''}{name} {r.get('access')}"
+        local = f"[{r.get('type_id')}] {r.get('type_name')} {r.get('access')}"
         st = r.get("status", "")
         if st == "ok":
             what = f"= {_val(r.get('new_val'))}"
@@ -114,8 +120,7 @@ def print_records(records: Iterable[Any], *, as_json: bool, out: TextIO | None =
                 what += f"  (size {ms.get('from')} -> {ms.get('to')})"
             tt = r.get("target_type_id")
             if tt:
-                tn, ta = r.get("target_type_name") or "", r.get("target_access") or ""
-                what += "  <- " + " ".join(x for x in (f"[{tt}]", tn, ta) if x)
+                what += "  <- " + " ".join(x for x in (f"[{tt}]", r.get("target_access") or "") if x)
         elif st == "poison":
             what = ("poisoned (load/store size may not change)" if r.get("target_type_id")
                     else "poisoned (no match)")
@@ -130,25 +135,26 @@ def print_records(records: Iterable[Any], *, as_json: bool, out: TextIO | None =
     n = {s: sum(1 for r in recs if r.get("status") == s) for s in ("ok", "poison", "error", "skipped")}
     out.write(f"{len(recs)} relocations: {n['ok']} ok, {n['poison']} poisoned, {n['error']} errors"
               + (f", {n['skipped']} skipped" if n["skipped"] else "") + "\n")
-    return exit_code(recs)
+    return exit_code(recs, fail_on)
 
 
-def run_local(obj_path: str, target: str, base: str | None, as_json: bool) -> int:
+def run_local(obj_path: str, target: str, base: str | None, as_json: bool, *,
+              out: TextIO | None = None, fail_on: str = "error") -> int:
     """Resolve ``obj_path`` against the target file locally and print the records."""
     from ..btf import BTFError
     from ..core import resolve_object
-    from ._local import local_spec, read_file, split_hint
+    from ._local import local_spec, read_file
 
     try:
         with local_spec(target, base) as spec:
             result = resolve_object(read_file(obj_path), spec)
-        return print_records(result.records, as_json=as_json)
+        return print_records(result.records, as_json=as_json, out=out, fail_on=fail_on)
     except BTFError as e:
-        print(f"btfctl core: {e}{split_hint(e, base)}", file=sys.stderr)
+        print(f"btfctl core: {e}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def run_remote(args: argparse.Namespace) -> int:
+def run_remote(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Ask the daemon (ResolveCore) against ``--spec``, or every served spec with --all-specs.
 
     With --all-specs, a kernel that cannot take the object at all (its byte order is not the
@@ -166,12 +172,13 @@ def run_remote(args: argparse.Namespace) -> int:
         resp = guard(args, lambda: c.resolve_core(obj, specs=specs, include_modules=mods))
     finally:
         c.close()
+    as_json = args.format == "json"
     if not args.all_specs:
-        return print_records([record_from_message(m) for m in resp.results[0].relocations], as_json=args.json)
+        return print_records(resp.results[0].relocations, as_json=as_json, out=out, fail_on=args.fail_on)
     refused = {r.spec: r.refused for r in resp.results if r.refused}
     results = [(r.spec, [record_from_message(m) for m in r.relocations])
                for r in resp.results if not r.refused]
-    return print_matrix(results, as_json=args.json, refused=refused)
+    return print_matrix(results, as_json=as_json, refused=refused, out=out, fail_on=args.fail_on)
 
 
 _ROW_KEYS = ("sec", "prog", "insn", "kind", "type_name", "access")
@@ -220,7 +227,8 @@ def kernel_verdicts(records: Sequence[Mapping[str, Any]], refused: str | None = 
 
 
 def print_matrix(results: Sequence[tuple[str, Sequence[Mapping[str, Any]]]] | Any, *, as_json: bool,
-                 out: TextIO | None = None, refused: Mapping[str, str] | None = None) -> int:
+                 out: TextIO | None = None, refused: Mapping[str, str] | None = None,
+                 fail_on: str = "error") -> int:
     """The fleet view: every relocation's verdict on every spec (one column a kernel), rows
     where kernels disagree marked, then one verdict per kernel. ``results``: ``(spec name,
     records as dicts)`` pairs (or ``CoreResult`` messages); ``refused``: kernels that cannot
@@ -279,7 +287,8 @@ def print_matrix(results: Sequence[tuple[str, Sequence[Mapping[str, Any]]]] | An
                     out.write(f"  {'':<{w}}    {_where(p_)}\n")
             else:
                 out.write(f"  {n:<{w}}  loads cleanly\n")
-    return EXIT_NOT_FOUND if any(summaries[n]["verdict"] == "fails" for n in order) else EXIT_OK
+    bad = ("fails", "loads-with-poison") if fail_on == "poison" else ("fails",)
+    return EXIT_NOT_FOUND if any(summaries[n]["verdict"] in bad for n in order) else EXIT_OK
 
 
 def _matrix_table(out: TextIO, names: list[str], rows: list[list[Mapping[str, Any]]],
@@ -315,8 +324,11 @@ def run(args: argparse.Namespace) -> int:
             print("btfctl core: --include-modules and --all-specs ask the daemon; drop --target",
                   file=sys.stderr)
             return EXIT_USAGE
-        return run_local(args.object, args.target, args.base, args.json)
+        with output(args) as out:
+            return run_local(args.object, args.target, args.base, args.format == "json", out=out,
+                             fail_on=args.fail_on)
     if args.base:
         print("btfctl core: --base needs --target", file=sys.stderr)
         return EXIT_USAGE
-    return run_remote(args)
+    with output(args) as out:
+        return run_remote(args, out)

@@ -8,12 +8,12 @@ declaration of their own and are not printed."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 from . import EXIT_OK, EXIT_USAGE
+from ._output import output
 from ._rpc import client, fd_retry_budget, fd_socket, guard, kind_number
 
 __all__ = ["run", "c_with_deps"]
@@ -36,7 +36,7 @@ def c_with_deps(spec: Any, ids: Iterable[int]) -> str:
     return "".join(out)
 
 
-def _local(args: argparse.Namespace) -> int:
+def _local(args: argparse.Namespace, out: TextIO) -> int:
     from ..btf import BTFNotFoundError, Kind
     from ._local import local_spec
 
@@ -48,50 +48,30 @@ def _local(args: argparse.Namespace) -> int:
             ids = spec.find_ids(args.name, Kind(kind_number(args.kind)) if args.kind else None)
             if not ids:
                 raise BTFNotFoundError(f"no type named {args.name!r} in {args.file}")
-        _print_local(args, spec, ids)
+        _print_local(args, spec, ids, out)
     return EXIT_OK
 
 
-def _print_local(args: argparse.Namespace, spec: Any, ids: list[int]) -> None:
+def _print_local(args: argparse.Namespace, spec: Any, ids: list[int], out: TextIO) -> None:
     from ..btf.format_c import format_type_c
-    from ._convert import type_to_json
     from ._render import tree
 
+    if args.format == "json":
+        from ..convert import type_to_pb
+        from ._json import type_json, write_lines
+
+        all_ids = _with_refs(spec, ids, args.depth) if args.depth else ids
+        write_lines((type_json(type_to_pb(spec, spec.type(t), spec.name, format_type_c))
+                     for t in all_ids), out)
+        return
     if args.format == "c" and args.depth:
-        sys.stdout.write(c_with_deps(spec, _with_refs(spec, ids, args.depth)))
+        out.write(c_with_deps(spec, _with_refs(spec, ids, args.depth)))
         return
     for tid in ids:
         if args.format == "c":
-            sys.stdout.write(format_type_c(spec, tid))
-        elif args.format == "tree":
-            sys.stdout.write(tree(spec, tid))
+            out.write(format_type_c(spec, tid))
         else:
-            print(json.dumps(type_to_json(spec, spec.type(tid))))
-
-
-def _with_refs(spec: Any, ids: list[int], depth: int) -> list[int]:
-    """``ids`` then the types they refer to, breadth first, up to ``depth`` levels."""
-    seen = set(ids)
-    order = list(ids)
-    level = list(ids)
-    for _ in range(depth):
-        nxt = []
-        for tid in level:
-            t = spec.type(tid)
-            refs = [m.type for m in getattr(t, "members", ())]
-            for attr in ("type", "return_type", "index_type"):
-                v = getattr(t, attr, None)
-                if isinstance(v, int):
-                    refs.append(v)
-            refs += [p.type for p in getattr(t, "params", ())]
-            refs += [v.type for v in getattr(t, "vars", ())]
-            for r in refs:
-                if r and r not in seen:
-                    seen.add(r)
-                    order.append(r)
-                    nxt.append(r)
-        level = nxt
-    return order
+            out.write(tree(spec, tid))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         print("btfctl lookup: --kind applies to a NAME, not to --id", file=sys.stderr)
         return EXIT_USAGE
     if args.file:
-        return guard(args, lambda: _local(args))
+        with output(args) as out:
+            return guard(args, lambda: _local(args, out))
     if args.base:
         print("btfctl lookup: --base needs --file", file=sys.stderr)
         return EXIT_USAGE
@@ -112,14 +93,19 @@ def run(args: argparse.Namespace) -> int:
                                                  spec=args.spec, depth=args.depth))
     finally:
         c.close()
+    with output(args) as out:
+        _print_remote(args, resp, out)
+    return EXIT_OK
+
+
+def _print_remote(args: argparse.Namespace, resp: Any, out: TextIO) -> None:
     if args.format == "c" and not args.depth:
         for t in resp.types:
-            sys.stdout.write(t.c_decl)
+            out.write(t.c_decl)
     elif args.format == "json":
-        from google.protobuf.json_format import MessageToDict
+        from ._json import type_json, write_lines
 
-        for t in list(resp.types) + list(resp.referenced):
-            print(json.dumps(MessageToDict(t, preserving_proto_field_name=True)))
+        write_lines((type_json(t) for t in list(resp.types) + list(resp.referenced)), out)
     else:
         # Declarations in dependency order and layouts need the whole type graph: read it
         # in-process over the shared mapping instead of asking the daemon type by type.
@@ -132,10 +118,27 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.format == "c":
                 ids = [t.id for t in resp.types] + [t.id for t in resp.referenced]
-                sys.stdout.write(guard(args, lambda: c_with_deps(shared.spec, ids)))
+                out.write(guard(args, lambda: c_with_deps(shared.spec, ids)))
             else:
                 for t in resp.types:
-                    sys.stdout.write(tree(shared.spec, t.id))
+                    out.write(tree(shared.spec, t.id))
         finally:
             shared.close()
-    return EXIT_OK
+
+
+def _with_refs(spec: Any, ids: list[int], depth: int) -> list[int]:
+    """``ids`` then the types they refer to (:meth:`btfd.btf.Spec.refs`), breadth first, up
+    to ``depth`` levels, each once: the daemon's order for ``referenced``."""
+    seen = set(ids)
+    order = list(ids)
+    level = list(ids)
+    for _ in range(min(depth, 64)):
+        nxt = []
+        for tid in level:
+            for r in spec.refs(tid):
+                if r and r not in seen:
+                    seen.add(r)
+                    order.append(r)
+                    nxt.append(r)
+        level = nxt
+    return order

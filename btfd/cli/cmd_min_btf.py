@@ -38,13 +38,13 @@ def write_output(path: str, blob: bytes, type_count: int) -> int:
 
 def run_local(objects: list[str], target: str, base: str | None, output: str) -> int:
     from ..core.minimize import minimize
-    from ._local import local_spec, read_file, split_hint
+    from ._local import local_spec, read_file
 
     try:
         with local_spec(target, base) as spec, Elapsed("min-btf", f"minimising against {target}"):
             m = minimize([read_file(p) for p in objects], spec)
     except BTFError as e:
-        print(f"btfctl min-btf: {e}{split_hint(e, base)}", file=sys.stderr)
+        print(f"btfctl min-btf: {e}", file=sys.stderr)
         return EXIT_USAGE
     return write_output(output, m.btf, len(m.types))
 

@@ -5,11 +5,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from . import EXIT_OK, EXIT_USAGE
 from ._rpc import client, guard
+from ._shared import shared_spec
 
 __all__ = ["run"]
+
+
+def _read(spec: Any, offset: int, length: int) -> bytes:
+    """Bytes of the blob, as ReadRaw gives them: the range must lie inside it."""
+    from ..btf import BTFRangeError
+
+    end = offset + length
+    size = len(spec.data)
+    if offset > size or end > size:  # the daemon's ReadRaw check and words
+        raise BTFRangeError(f"range [{offset}, {end}) is outside {spec.name}'s {size} bytes")
+    return bytes(spec.data[offset:end])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,11 +41,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"btfctl raw: cannot write {args.output}: {e.strerror}", file=sys.stderr)
             return EXIT_USAGE
     try:
-        c = client(args)
-        try:
-            data = guard(args, lambda: c.read_raw(args.offset, args.length, spec=args.spec))
-        finally:
-            c.close()
+        shared = shared_spec(args)
+        if shared is not None:
+            try:
+                data = guard(args, lambda: _read(shared.spec, args.offset, args.length))
+            finally:
+                shared.close()
+        else:
+            c = client(args)
+            try:
+                data = guard(args, lambda: c.read_raw(args.offset, args.length, spec=args.spec))
+            finally:
+                c.close()
         if f is not None:
             try:
                 f.write(data)

@@ -1,10 +1,13 @@
-"""``btfctl specs``: the names of the specs the daemon serves, one a line."""
+"""``btfctl specs [--format text|json]``: the names of the specs the daemon serves, one a line
+(JSON: one ``{"name", "loaded"}`` object a line)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from . import EXIT_OK
+from ._output import output
 from ._rpc import client, guard
 
 __all__ = ["run"]
@@ -16,6 +19,8 @@ def run(args: argparse.Namespace) -> int:
         info = guard(args, c.get_info)
     finally:
         c.close()
-    for s in info.specs:
-        print(s.name)
+    with output(args) as out:
+        for s in info.specs:
+            out.write(json.dumps({"name": s.name, "loaded": s.loaded}) + "\n" if args.format == "json"
+                      else s.name + "\n")
     return EXIT_OK

@@ -29,6 +29,7 @@ from .main import default_socket
 from .malloc import trimmer
 from .metrics import Metrics, unix_connections
 from .registry import Registry
+from .results import Results, child_renderer
 from .service import BtfService, add_to_server
 
 __all__ = ["Daemon", "StartupError"]
@@ -185,6 +186,9 @@ class Daemon:
             ("grpc.max_concurrent_streams", limits.max_streams),
         ])
         self.metrics.grpc_connections.set_function(lambda: unix_connections(self.socket_path))
+        self.results = Results(self.metrics, c_cache_bytes=args.c_cache_bytes,
+                               result_cache_bytes=args.result_cache_bytes,
+                               render=child_renderer(lambda e: self.specs.entry_or_none(e.base)))
         health = health_aio.HealthServicer()
         names = (btfd_pb2.DESCRIPTOR.services_by_name["Btf"].full_name,
                  health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -205,7 +209,8 @@ class Daemon:
         workers = self.workers = Workers(args.worker_threads, limits, queue=self.metrics.worker_queue,
                                          on_saturation=saturation)
         service = BtfService(self.specs, self.metrics, fd_socket=self.fd_path,
-                             cache_bytes=args.lookup_cache_bytes, limits=limits, workers=workers)
+                             cache_bytes=args.lookup_cache_bytes, results=self.results,
+                             limits=limits, workers=workers)
         add_to_server(service, server)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(names, server)
@@ -255,6 +260,7 @@ class Daemon:
             held += f", mmap refused: {vm.source.mmap_refused}"
         status = (f"serving {vm.spec.count} types ({held}) and "
                   f"{len(self.specs.module_entries())} module specs on {self.socket_path}")
+        prerender = [loop.create_task(self._prerender(n)) for n in args.prerender_c]
         if not self._stop.is_set():
             log.info("btfd %s ready: %s; fd socket %s", __version__, status, self.fd_path)
             lifecycle.notify(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}")
@@ -263,7 +269,7 @@ class Daemon:
         log.info("stopping: draining in-flight requests (grace %.1fs)", args.grace_period)
         for svc in ("", names[0]):
             await health.set(svc, health_pb2.HealthCheckResponse.NOT_SERVING)
-        for task in (rescan_task, trim_task, watch_task):
+        for task in (rescan_task, trim_task, watch_task, *prerender):
             if task is not None:
                 task.cancel()
         await fd_server.close()
@@ -282,6 +288,7 @@ class Daemon:
         self._remove_sockets()
         if isinstance(metrics_server, tuple):
             metrics_server[0].shutdown()
+        self.results.close()
         if workers.running:
             # Worker threads cannot be interrupted, and the interpreter would wait for them at
             # exit (past the drain deadline, until SIGKILL): the process ends here instead.
@@ -299,6 +306,21 @@ class Daemon:
         while True:
             await asyncio.sleep(0.25)
             self.workers.check_saturation()
+
+    async def _prerender(self, name: str) -> None:
+        """--prerender-c: render a spec's C header once the daemon serves (in a worker thread)."""
+        def work() -> None:
+            e = self.specs.acquire(name)
+            try:
+                fd, _ = self.results.c_header_fd(e)
+                os.close(fd)
+            finally:
+                self.specs.release(e)
+
+        try:
+            await asyncio.to_thread(work)
+        except (BTFError, OSError) as exc:
+            log.error("--prerender-c %s: %s", name, exc)
 
     def _on_stop(self, sig: signal.Signals) -> None:
         if not self._stop.is_set():

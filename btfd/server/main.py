@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from .. import __version__
+
+    p.add_argument("--version", action="version", version=f"btfd {__version__}")
     p.add_argument("--socket", default=None,
                    help="gRPC Unix socket (default: /run/btfd/btfd.sock as root, "
                    "else $XDG_RUNTIME_DIR/btfd.sock)")
@@ -128,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request accepted (default 16M); larger: RESOURCE_EXHAUSTED")
     p.add_argument("--lookup-cache-bytes", type=_size_or_zero, default=512 << 10,
                    help="memory for cached LookupType answers (default 512K; 0 disables)")
+    p.add_argument("--c-cache-bytes", type=_size_or_zero, default=64 << 20,
+                   help="memory (sealed memfds) for specs rendered as C headers, kept for DumpC "
+                   "and the fd socket (default 64M; a 6.18 vmlinux.h is 2.8M; 0: render every time)")
+    p.add_argument("--prerender-c", action="append", default=[], metavar="SPEC",
+                   help="render SPEC's C header (vmlinux.h) at start, not on first request "
+                   "(repeatable; e.g. --prerender-c vmlinux)")
+    p.add_argument("--result-cache-bytes", type=_size_or_zero, default=8 << 20,
+                   help="memory for cached ResolveCore/MinimizeBtf answers, keyed by the input's "
+                   "hash (default 8M; 0 disables)")
     p.add_argument("--no-share-index", dest="share_index", action="store_false",
                    help="keep each spec's index (offsets and name hash) private instead of in a "
                    "sealed memfd handed to agents beside the blob (fd socket '+index')")
@@ -172,6 +184,38 @@ def raise_nofile_limit() -> tuple[int, int]:
     return soft, hard
 
 
+def metrics_port_busy(address: str) -> str | None:
+    """When something already listens on the metrics address (a second btfd, typically):
+    the message, with what to do. None when the port is free (or ``off``, or unparsable: the
+    daemon reports those itself)."""
+    import errno
+    import socket
+
+    if address == "off":
+        return None
+    host, _, port_text = address.rpartition(":")  # HOST:PORT, [IPV6]:PORT, :PORT (as the daemon)
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        port = int(port_text)
+        infos = socket.getaddrinfo(host or "127.0.0.1", port, type=socket.SOCK_STREAM)
+    except (OSError, ValueError):
+        return None
+    if port == 0 or not infos:
+        return None
+    family, _, _, _, sockaddr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server does
+        try:
+            s.bind(sockaddr)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return None
+            return (f"cannot serve metrics on {address}: the port is in use (another btfd "
+                    "already running?). Stop it, or give this one another port "
+                    "(--metrics-address 127.0.0.1:0 picks a free one) or none (--metrics-address off)")
+    return None
+
+
 def main(argv: Sequence[str] | None = None, *, mapper: Mapper | None = None) -> int:
     """The btfd command. ``mapper``: how kernel BTF files are mapped (btfd.source.map_fd;
     tests pass one that refuses, to exercise the fallback to a sealed memfd)."""
@@ -207,6 +251,10 @@ def main(argv: Sequence[str] | None = None, *, mapper: Mapper | None = None) -> 
             log.info("open-file limit %d", now)
         from .daemon import Daemon, StartupError
 
+        busy = metrics_port_busy(args.metrics_address)
+        if busy:
+            log.error("%s", busy)
+            return 1
         try:
             daemon = Daemon(args, mapper=mapper)
         except StartupError as exc:

@@ -1,9 +1,13 @@
 """Prometheus metrics, resident memory first. The registry is passed in: no globals.
 
-``btfd_memory_bytes{kind}`` comes from /proc/self/smaps_rollup: ``rss`` alone does not see
-kernel-mapped BTF pages as shared and double-counts shared ones, so ``pss`` (proportional),
-``uss`` (Private_Clean + Private_Dirty: what this process alone costs) and ``anonymous`` are
-exported beside it.
+Memory comes from /proc/self/smaps_rollup, one metric per quantity (they overlap: uss is part
+of pss, which is part of rss, so they must not be one metric's series, where ``sum()`` would
+add them up): ``btfd_memory_uss_bytes`` (Private_Clean + Private_Dirty: what this process
+alone costs; watch this one), ``btfd_memory_pss_bytes`` (shared pages divided among their
+users), ``btfd_memory_rss_bytes`` (does not see kernel-mapped BTF pages as shared and counts
+shared pages in full) and ``btfd_memory_anonymous_bytes``. Each can be summed across nodes.
+Beside them: the usual ``process_*`` series (open fds and their limit, CPU, start time) and
+``btfd_build_info``.
 """
 
 from __future__ import annotations
@@ -11,14 +15,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from .registry import Registry
 
-__all__ = ["Metrics", "read_smaps_rollup", "memory_bytes", "unix_connections"]
+__all__ = ["Metrics", "read_smaps_rollup", "memory_bytes", "MEMORY_METRICS", "unix_connections"]
+
+#: Each memory quantity's metric, in the order they are exported (uss first).
+MEMORY_METRICS = {
+    "uss": ("btfd_memory_uss_bytes", "Unique set size: memory only this process holds "
+            "(smaps_rollup Private_Clean + Private_Dirty)"),
+    "pss": ("btfd_memory_pss_bytes", "Proportional set size: private memory plus each shared "
+            "page divided by the processes that map it (smaps_rollup Pss)"),
+    "rss": ("btfd_memory_rss_bytes", "Resident set size, shared pages counted in full "
+            "(smaps_rollup Rss)"),
+    "anonymous": ("btfd_memory_anonymous_bytes", "Anonymous (heap and stack) resident memory "
+                  "(smaps_rollup Anonymous)"),
+}
 
 
 def read_smaps_rollup(pid: int | str = "self") -> dict[str, int]:
@@ -48,12 +64,9 @@ class _StateCollector(Collector):
         self.specs = specs
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        mem = GaugeMetricFamily("btfd_memory_bytes", "Memory of the daemon process, from "
-                                "/proc/self/smaps_rollup (uss = Private_Clean + Private_Dirty)",
-                                labels=["kind"])
-        for k, v in memory_bytes().items():
-            mem.add_metric([k], v)
-        yield mem
+        mem = memory_bytes()
+        for k, (name, doc) in MEMORY_METRICS.items():
+            yield GaugeMetricFamily(name, doc, value=mem[k])
         size = GaugeMetricFamily("btfd_spec_bytes", "Bytes of each served BTF blob",
                                  labels=["spec", "mode"])
         types = GaugeMetricFamily("btfd_spec_types", "Types of each served spec (own types)",
@@ -78,12 +91,70 @@ class _StateCollector(Collector):
         yield from (size, types, idx, loaded, refused)
 
 
+class _ProcessCollector(Collector):
+    """The standard ``process_*`` series (as prometheus_client's ProcessCollector names them),
+    read from what the systemd unit leaves visible: with ``ProcSubset=pid`` there is no
+    /proc/stat, which prometheus_client's collector needs (it then exports nothing), so the
+    start time is taken when btfd starts and the rest from /proc/self and getrlimit/getrusage."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.start = time.time() - time.monotonic() + _monotonic_start()
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        import os
+        import resource
+
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        yield CounterMetricFamily("process_cpu_seconds", "Total user and system CPU time spent in "
+                                  "seconds", value=ru.ru_utime + ru.ru_stime)
+        try:
+            n = len(os.listdir("/proc/self/fd"))
+            yield GaugeMetricFamily("process_open_fds", "Number of open file descriptors", value=n)
+        except OSError:
+            pass
+        yield GaugeMetricFamily("process_max_fds", "Maximum number of open file descriptors (soft "
+                                "limit)", value=resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        try:
+            with open("/proc/self/statm") as f:
+                pages = [int(x) for x in f.read().split()[:2]]
+            size = os.sysconf("SC_PAGE_SIZE")
+            yield GaugeMetricFamily("process_virtual_memory_bytes", "Virtual memory size in bytes",
+                                    value=pages[0] * size)
+            yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory size in bytes",
+                                    value=pages[1] * size)
+        except (OSError, ValueError, IndexError):
+            pass
+        yield GaugeMetricFamily("process_start_time_seconds", "Start time of the process since unix "
+                                "epoch in seconds", value=self.start)
+
+
+def _monotonic_start() -> float:
+    """CLOCK_MONOTONIC at this process's start, from /proc/self/stat's starttime (ticks since
+    boot; CLOCK_BOOTTIME in fact, which equals MONOTONIC unless the machine suspended), else
+    now."""
+    import os
+    import time
+
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK") - (time.clock_gettime(time.CLOCK_BOOTTIME)
+                                                              - time.monotonic())
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+
+
 class Metrics:
     """Every btfd metric, registered in ``registry``."""
 
     def __init__(self, registry: CollectorRegistry, specs: Registry) -> None:
         self.registry = registry
         registry.register(_StateCollector(specs))
+        registry.register(_ProcessCollector())
+        self.build = Info("btfd_build", "btfd's version and the versions it runs on", registry=registry)
+        self.build.info(_build_labels())
         self.requests = Counter("btfd_requests", "gRPC requests by method and status code",
                                 ["method", "code"], registry=registry)
         self.duration = Histogram(
@@ -105,6 +176,17 @@ class Metrics:
                                    registry=registry)
         self.fd_requests = Counter("btfd_fd_requests", "fd-socket requests by result code",
                                    ["code"], registry=registry)
+        # btfd/server/results.py: C headers rendered once per spec, CO-RE/minimal-BTF answers
+        # computed once per input (cache="c_header" | "answer").
+        self.result_cache = Counter("btfd_result_cache", "Results served from the cache (hit), "
+                                    "computed (miss) or dropped for the byte budget (evicted)",
+                                    ["cache", "result"], registry=registry)
+        self.result_cache_bytes = Gauge("btfd_result_cache_bytes", "Bytes the result caches hold "
+                                        "(c_header: sealed memfds, at most --c-cache-bytes; answer: "
+                                        "serialized answers, at most --result-cache-bytes)",
+                                        ["cache"], registry=registry)
+        self.result_cache_entries = Gauge("btfd_result_cache_entries", "Entries in the result caches",
+                                          ["cache"], registry=registry)
         # Limits (btfd/server/limits.py): saturation, connections, refusals.
         self.worker_queue = Histogram(
             "btfd_worker_queue_seconds", "Time a request waited for a worker thread",
@@ -119,6 +201,21 @@ class Metrics:
                                     registry=registry)
         self.limited = Counter("btfd_limited", "Requests and connections refused or stopped by a "
                                "limit", ["limit"], registry=registry)
+
+
+def _build_labels() -> dict[str, str]:
+    import platform
+    from importlib import metadata
+
+    from .. import __version__
+
+    out = {"version": __version__, "python": platform.python_version()}
+    for dist in ("grpcio", "protobuf"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = ""
+    return out
 
 
 def unix_connections(path: str) -> int:

@@ -121,12 +121,13 @@ class _Handlers:
 
 
 def add_to_server(service: Any, server: Any) -> None:
-    """The generated registration, except that LookupType may answer serialized bytes (its
-    cache's entries) that go out as they are."""
+    """The generated registration, except that LookupType, ResolveCore and MinimizeBtf may
+    answer serialized bytes (their caches' entries) that go out as they are."""
     got = _Handlers()
     pb_grpc.add_BtfServicer_to_server(service, got)  # type: ignore[no-untyped-call]
-    h = got.handlers["LookupType"]
-    got.handlers["LookupType"] = h._replace(response_serializer=_passing_bytes(h.response_serializer))
+    for m in ("LookupType", "ResolveCore", "MinimizeBtf"):  # (the last two: btfd/server/results.py)
+        h = got.handlers[m]
+        got.handlers[m] = h._replace(response_serializer=_passing_bytes(h.response_serializer))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(got.service, got.handlers),))
     server.add_registered_method_handlers(got.service, got.handlers)
 

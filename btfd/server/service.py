@@ -15,13 +15,14 @@ from typing import Any, TypeVar
 from .. import __version__
 from ..btf import BTFNotFoundError, BTFRangeError, Kind, Spec
 from ..btf import query as Q
+from ..convert import core_record_to_pb, type_to_pb
 from ..v1 import btfd_pb2 as pb
 from ..v1 import btfd_pb2_grpc as pb_grpc
-from .convert import core_record_to_pb, type_to_pb
 from .errors import RequestError, quote
 from .limits import Limits, Workers, limit_error
 from .metrics import Metrics
 from .registry import Registry, SpecEntry
+from .results import Results, answer_key
 from .rpc import AnswerCache, add_to_server, stream, unary
 
 __all__ = ["BtfService", "add_to_server", "MAX_CHUNK", "MAX_PAGE", "MAX_REFERENCED"]
@@ -60,9 +61,10 @@ class BtfService(pb_grpc.BtfServicer):
     :meth:`Registry.hold`."""
 
     def __init__(self, specs: Registry, metrics: Metrics, *, fd_socket: str,
-                 cache_bytes: int = 512 << 10, limits: Limits | None = None,
-                 workers: Workers | None = None) -> None:
+                 cache_bytes: int = 512 << 10, results: Results | None = None,
+                 limits: Limits | None = None, workers: Workers | None = None) -> None:
         self.specs = specs
+        self.results = results if results is not None else Results(metrics)
         self.metrics = metrics
         self.fd_socket = fd_socket
         self.limits = limits or Limits()
@@ -71,6 +73,7 @@ class BtfService(pb_grpc.BtfServicer):
         # Specs never change while served: a LookupType answer is reused as long as the spec
         # is there (its generation is in the key).
         self._cache = AnswerCache(cache_bytes)
+        self._render_slot = asyncio.Semaphore(1)
         self.inflight = 0
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         metrics.cache_bytes.set_function(lambda: self._cache.size)
@@ -308,7 +311,8 @@ class BtfService(pb_grpc.BtfServicer):
         return names
 
     @unary("ResolveCore")
-    async def ResolveCore(self, request: pb.ResolveCoreRequest, context: Any) -> pb.ResolveCoreResponse:
+    async def ResolveCore(self, request: pb.ResolveCoreRequest, context: Any) -> bytes:
+        """Answers a serialized ResolveCoreResponse, computed once per input (results.py)."""
         from ..core import ByteOrderError, RecordInput, parse_object, resolve_object, resolve_records
 
         which = request.WhichOneof("input")
@@ -351,11 +355,27 @@ class BtfService(pb_grpc.BtfServicer):
                 out.results.append(cr)
             return out
 
+        key = answer_key("ResolveCore", [request.object if which == "object" else
+                                         request.records.SerializeToString(deterministic=True)],
+                         self._generations(names, bool(with_mods)),
+                         (tuple(names), which, request.want_patched))
+        hit = self.results.cached_answer(key)
+        if hit is not None:
+            return hit
         async with self._hold(names, budget, modules) as held:
-            return await self.workers.run(functools.partial(work, held), budget, heavy=True)
+            return await self.workers.run(
+                lambda: self.results.answer(key, lambda: work(held).SerializeToString()), budget, heavy=True)
+
+    def _generations(self, names: list[str], all_modules: bool) -> tuple[int, ...]:
+        """Identity of the specs an answer is computed against (with every module: also the set
+        of modules served). Read before the specs are held: a spec replaced meanwhile only files
+        the new answer under the old identity, which is never asked for again."""
+        return tuple(self._generation(n or "vmlinux") for n in names) + (
+            (self.specs.generation,) if all_modules else ())
 
     @unary("MinimizeBtf")
-    async def MinimizeBtf(self, request: pb.MinimizeBtfRequest, context: Any) -> pb.MinimizeBtfResponse:
+    async def MinimizeBtf(self, request: pb.MinimizeBtfRequest, context: Any) -> bytes:
+        """Answers a serialized MinimizeBtfResponse, computed once per input (results.py)."""
         from ..core import minimize
 
         if not request.objects:
@@ -363,11 +383,40 @@ class BtfService(pb_grpc.BtfServicer):
         if len(request.objects) > self.limits.max_objects:
             raise limit_error(f"{len(request.objects)} objects", self.limits.max_objects,
                               "--max-objects-per-request")
+        key = answer_key("MinimizeBtf", list(request.objects), self._generations([request.spec], False), ())
+        hit = self.results.cached_answer(key)
+        if hit is not None:
+            return hit
         budget = self._budget(context)
         async with self._hold([request.spec or "vmlinux"], budget) as [e]:
 
-            def work() -> pb.MinimizeBtfResponse:
+            def work() -> bytes:
                 m = minimize(list(request.objects), self._core_target(e, []))
-                return pb.MinimizeBtfResponse(btf=m.btf, type_count=len(m.types))
+                return pb.MinimizeBtfResponse(btf=m.btf, type_count=len(m.types)).SerializeToString()
 
-            return await self.workers.run(work, budget, heavy=True)
+            return await self.workers.run(lambda: self.results.answer(key, work), budget, heavy=True)
+
+    @stream("DumpC")
+    async def DumpC(self, request: pb.DumpCRequest, context: Any) -> AsyncIterator[pb.DumpCResponse]:
+        """The spec's C header, rendered once and kept (btfd/server/results.py)."""
+        # At least 64 KiB a message: a 1-byte chunk size would make vmlinux.h 2.8M messages.
+        chunk = max(min(request.chunk_size or MAX_CHUNK, MAX_CHUNK), 64 << 10)
+        e = self.specs.entry_or_none(request.spec or "vmlinux")
+        got = self.results.cached_c_header_fd(e.name, e.generation) if e is not None else None
+        if got is None:
+            budget = self._budget(context)
+            async with self._render_slot, self._hold([request.spec], budget) as [held]:
+                # renders take a worker for ~1 s: one at a time, in the heavy lane
+                got = await self.workers.run(lambda: self.results.c_header_fd(held), budget, heavy=True)
+        fd, size = got
+        try:
+            off = 0
+            while True:
+                data = os.pread(fd, min(chunk, size - off), off)
+                yield pb.DumpCResponse(offset=off, data=data, total_size=size)
+                off += len(data)
+                if off >= size or not data:
+                    return
+                await asyncio.sleep(0)
+        finally:
+            os.close(fd)

@@ -399,3 +399,21 @@ class MinimizeBtfResponse(_message.Message):
     btf: bytes
     type_count: int
     def __init__(self, btf: _Optional[bytes] = ..., type_count: _Optional[int] = ...) -> None: ...
+
+class DumpCRequest(_message.Message):
+    __slots__ = ("spec", "chunk_size")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    spec: str
+    chunk_size: int
+    def __init__(self, spec: _Optional[str] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+
+class DumpCResponse(_message.Message):
+    __slots__ = ("offset", "data", "total_size")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    data: bytes
+    total_size: int
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., total_size: _Optional[int] = ...) -> None: ...

@@ -64,6 +64,11 @@ class BtfStub:
                 request_serializer=btfd_dot_v1_dot_btfd__pb2.MinimizeBtfRequest.SerializeToString,
                 response_deserializer=btfd_dot_v1_dot_btfd__pb2.MinimizeBtfResponse.FromString,
                 _registered_method=True)
+        self.DumpC = channel.unary_stream(
+                '/btfd.v1.Btf/DumpC',
+                request_serializer=btfd_dot_v1_dot_btfd__pb2.DumpCRequest.SerializeToString,
+                response_deserializer=btfd_dot_v1_dot_btfd__pb2.DumpCResponse.FromString,
+                _registered_method=True)
 
 
 class BtfServicer:
@@ -111,6 +116,14 @@ class BtfServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DumpC(self, request, context):
+        """The whole spec as C (bpftool's "btf dump ... format c", i.e. vmlinux.h), in chunks of at
+        most 256 KiB. Rendered once per spec and kept by the daemon (see --c-cache-bytes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BtfServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +156,11 @@ def add_BtfServicer_to_server(servicer, server):
                     servicer.MinimizeBtf,
                     request_deserializer=btfd_dot_v1_dot_btfd__pb2.MinimizeBtfRequest.FromString,
                     response_serializer=btfd_dot_v1_dot_btfd__pb2.MinimizeBtfResponse.SerializeToString,
+            ),
+            'DumpC': grpc.unary_stream_rpc_method_handler(
+                    servicer.DumpC,
+                    request_deserializer=btfd_dot_v1_dot_btfd__pb2.DumpCRequest.FromString,
+                    response_serializer=btfd_dot_v1_dot_btfd__pb2.DumpCResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +325,33 @@ class Btf:
             '/btfd.v1.Btf/MinimizeBtf',
             btfd_dot_v1_dot_btfd__pb2.MinimizeBtfRequest.SerializeToString,
             btfd_dot_v1_dot_btfd__pb2.MinimizeBtfResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DumpC(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/btfd.v1.Btf/DumpC',
+            btfd_dot_v1_dot_btfd__pb2.DumpCRequest.SerializeToString,
+            btfd_dot_v1_dot_btfd__pb2.DumpCResponse.FromString,
             options,
             channel_credentials,
             insecure,

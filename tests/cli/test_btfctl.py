@@ -104,7 +104,7 @@ def test_list_json_lines(daemon, local: Spec) -> None:
     import fnmatch
 
     want = [t.name for t in local.types(Kind.STRUCT) if fnmatch.fnmatchcase(t.name, "bpf_prog*")]
-    assert [x["name"] for x in rows] == want and all(x["kind"] == "struct" for x in rows)
+    assert [x["name"] for x in rows] == want and all(x["kind"] == "STRUCT" for x in rows)
     assert btfctl(daemon, "list", "--match", "no_such_*_zz").returncode == 1
 
 

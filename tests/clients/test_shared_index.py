@@ -172,3 +172,11 @@ def test_a_c_reader_that_knows_only_the_protocol_doc(daemon, kernel_vmlinux: Pat
         r = subprocess.run([str(build / "btfd-index-lookup"), d.fd_socket, "int"], capture_output=True,
                            text=True, timeout=60)
     assert r.returncode == 1 and "no blob and index fds" in r.stderr
+
+
+def test_no_daemon_names_the_socket_it_tried(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nowhere.sock.fd")
+    with pytest.raises(FileNotFoundError) as e:
+        open_shared("vmlinux", fd_socket=missing, retry_budget=0)
+    assert missing in str(e.value) and "is btfd running" in str(e.value)
+    assert e.value.filename is None  # btfctl reports errors that carry a filename as file errors

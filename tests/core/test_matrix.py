@@ -61,7 +61,7 @@ def _check_json_against_local(lines: list[dict[str, Any]], local: dict[str, list
         assert row["differs"] == (len({(r.status, _u64(r.new_val), str(r.mem_size)) for r in recs.values()}) > 1)
         first = recs[next(iter(recs))]
         assert (row["prog"], row["insn"], row["kind"], row["type_name"], row["access"]) == (
-            first.prog, first.insn, first.kind, first.type_name, first.access)
+            first.prog, first.insn, first.kind, first.type_name or "(anon)", first.access)  # docs/JSON.md
     for name, recs in local.items():
         s = sums[name]
         poisoned = [(r.prog, r.insn) for r in recs if r.status == "poison"]

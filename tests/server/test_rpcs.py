@@ -200,10 +200,10 @@ def test_metrics_memory_first(kernel_daemon) -> None:
     kernel_daemon.stub().LookupType(pb.LookupTypeRequest(name="task_struct"))
     text = urllib.request.urlopen(kernel_daemon.metrics_url, timeout=10).read().decode()
     for kind in ("rss", "pss", "uss", "anonymous"):
-        assert f'btfd_memory_bytes{{kind="{kind}"}}' in text
+        assert f"\nbtfd_memory_{kind}_bytes " in text
     assert 'btfd_spec_bytes{mode="kernel-mmap",spec="vmlinux"}' in text
     assert re.search(r'btfd_spec_index_bytes{index="shared",spec="vmlinux"} [1-9]', text)
     assert 'btfd_requests_total{code="OK",method="LookupType"}' in text
     assert "btfd_request_duration_seconds_bucket" in text
-    uss = float(next(line.split()[-1] for line in text.splitlines() if line.startswith('btfd_memory_bytes{kind="uss"}')))
+    uss = float(next(line.split()[-1] for line in text.splitlines() if line.startswith("btfd_memory_uss_bytes ")))
     assert uss > 0

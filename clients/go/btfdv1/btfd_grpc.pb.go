@@ -29,6 +29,9 @@ type BtfClient interface {
 	ResolveCore(ctx context.Context, in *ResolveCoreRequest, opts ...grpc.CallOption) (*ResolveCoreResponse, error)
 	// A minimal BTF holding only what the objects' CO-RE relocations need.
 	MinimizeBtf(ctx context.Context, in *MinimizeBtfRequest, opts ...grpc.CallOption) (*MinimizeBtfResponse, error)
+	// The whole spec as C (bpftool's "btf dump ... format c", i.e. vmlinux.h), in chunks of at
+	// most 256 KiB. Rendered once per spec and kept by the daemon (see --c-cache-bytes).
+	DumpC(ctx context.Context, in *DumpCRequest, opts ...grpc.CallOption) (Btf_DumpCClient, error)
 }
 
 type btfClient struct {
@@ -139,6 +142,38 @@ func (c *btfClient) MinimizeBtf(ctx context.Context, in *MinimizeBtfRequest, opt
 	return out, nil
 }
 
+func (c *btfClient) DumpC(ctx context.Context, in *DumpCRequest, opts ...grpc.CallOption) (Btf_DumpCClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_Btf_serviceDesc.Streams[2], "/btfd.v1.Btf/DumpC", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &btfDumpCClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type Btf_DumpCClient interface {
+	Recv() (*DumpCResponse, error)
+	grpc.ClientStream
+}
+
+type btfDumpCClient struct {
+	grpc.ClientStream
+}
+
+func (x *btfDumpCClient) Recv() (*DumpCResponse, error) {
+	m := new(DumpCResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // BtfServer is the server API for Btf service.
 // All implementations must embed UnimplementedBtfServer
 // for forward compatibility
@@ -155,6 +190,9 @@ type BtfServer interface {
 	ResolveCore(context.Context, *ResolveCoreRequest) (*ResolveCoreResponse, error)
 	// A minimal BTF holding only what the objects' CO-RE relocations need.
 	MinimizeBtf(context.Context, *MinimizeBtfRequest) (*MinimizeBtfResponse, error)
+	// The whole spec as C (bpftool's "btf dump ... format c", i.e. vmlinux.h), in chunks of at
+	// most 256 KiB. Rendered once per spec and kept by the daemon (see --c-cache-bytes).
+	DumpC(*DumpCRequest, Btf_DumpCServer) error
 	mustEmbedUnimplementedBtfServer()
 }
 
@@ -179,6 +217,9 @@ func (UnimplementedBtfServer) ResolveCore(context.Context, *ResolveCoreRequest) 
 }
 func (UnimplementedBtfServer) MinimizeBtf(context.Context, *MinimizeBtfRequest) (*MinimizeBtfResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method MinimizeBtf not implemented")
+}
+func (UnimplementedBtfServer) DumpC(*DumpCRequest, Btf_DumpCServer) error {
+	return status.Errorf(codes.Unimplemented, "method DumpC not implemented")
 }
 func (UnimplementedBtfServer) mustEmbedUnimplementedBtfServer() {}
 
@@ -307,6 +348,27 @@ func _Btf_MinimizeBtf_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Btf_DumpC_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DumpCRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BtfServer).DumpC(m, &btfDumpCServer{stream})
+}
+
+type Btf_DumpCServer interface {
+	Send(*DumpCResponse) error
+	grpc.ServerStream
+}
+
+type btfDumpCServer struct {
+	grpc.ServerStream
+}
+
+func (x *btfDumpCServer) Send(m *DumpCResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _Btf_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "btfd.v1.Btf",
 	HandlerType: (*BtfServer)(nil),
@@ -337,6 +399,11 @@ var _Btf_serviceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ReadRaw",
 			Handler:       _Btf_ReadRaw_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "DumpC",
+			Handler:       _Btf_DumpC_Handler,
 			ServerStreams: true,
 		},
 	},
