@@ -36,7 +36,7 @@ class Limits:
     # request shapes
     max_pattern: int = 1024  # --max-pattern-length (characters of a name or glob)
     max_specs: int = 64  # --max-specs-per-request (ResolveCore specs, after de-duplication)
-    max_objects: int = 64  # --max-objects-per-request (MinimizeBtf objects)
+    max_objects: int = 16  # --max-objects-per-request (MinimizeBtf objects: one agent's programs)
     max_depth: int = 64  # LookupType depth (libbpf's own bound on type chains is 32)
     # time
     request_seconds: float = 10.0  # --request-time-limit: worker time one request may use
