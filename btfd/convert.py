@@ -13,7 +13,7 @@ from .btf import types as T
 from .btf.kinds import Kind
 from .v1 import btfd_pb2 as pb
 
-__all__ = ["type_to_pb", "core_record_to_pb", "referenced_ids", "LINKAGE"]
+__all__ = ["type_to_pb", "core_record_to_pb", "LINKAGE"]
 
 LINKAGE = T.LINKAGE_NAMES  # the one table lives in btfd.btf.types
 
@@ -59,20 +59,6 @@ def type_to_pb(spec: Spec, t: T.Type, spec_name: str, c_decl: Callable[[Spec, in
     if c_decl is not None and t.kind != Kind.UNKN:
         m.c_decl = c_decl(spec, t.id)
     return m
-
-
-def referenced_ids(t: T.Type) -> list[int]:
-    """Ids a type refers to directly (members, element, return and parameter types...)."""
-    if isinstance(t, (T.Struct, T.Union)):
-        return [x.type for x in t.members]
-    if isinstance(t, T.Array):
-        return [t.type, t.index_type]
-    if isinstance(t, T.FuncProto):
-        return [t.return_type, *(p.type for p in t.params)]
-    if isinstance(t, T.Datasec):
-        return [v.type for v in t.vars]
-    ref = getattr(t, "type", None)
-    return [ref] if isinstance(ref, int) else []
 
 
 def core_record_to_pb(r: Any) -> pb.CoreRelocation:

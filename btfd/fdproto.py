@@ -48,7 +48,7 @@ CODES = (
     "INTERNAL",
 )
 #: Request options this protocol knows.
-OPTIONS = frozenset({"index"})
+OPTIONS = frozenset({"index", "c"})
 #: Longest answer line a client accepts (answers are ~150 bytes; errors quote at most 128
 #: characters of the request).
 MAX_ANSWER = 64 * 1024
@@ -65,30 +65,33 @@ class FdError(BTFError):
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One request: the spec's name ("" means vmlinux) and whether the index is wanted."""
+    """One request: the spec's name ("" means vmlinux), whether its index and its rendered C
+    header are wanted."""
 
     spec: str
     index: bool = False
+    c: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A success answer. ``index_size`` > 0: a second fd, the spec's index (format in
-    :mod:`btfd.btf.index`), follows the blob's."""
+    """A success answer. ``index_size`` > 0: the spec's index (format in
+    :mod:`btfd.btf.index`) follows the blob's fd; ``c_size`` > 0: then its rendered C header."""
 
     spec: str
     size: int
     mode: str
     base: str | None = None
     index_size: int = 0
+    c_size: int = 0
 
     @property
     def nfds(self) -> int:
-        return 2 if self.index_size else 1
+        return 1 + (self.index_size > 0) + (self.c_size > 0)
 
 
-def encode_request(spec: str, *, index: bool = False) -> bytes:
-    return (spec + (" +index" if index else "") + "\n").encode()
+def encode_request(spec: str, *, index: bool = False, c: bool = False) -> bytes:
+    return (spec + (" +index" if index else "") + (" +c" if c else "") + "\n").encode()
 
 
 def parse_request(line: bytes) -> Request:
@@ -104,13 +107,15 @@ def parse_request(line: bytes) -> Request:
         if o not in OPTIONS:
             raise FdError(f"unknown request option +{o[:64]} (known: "
                           f"{', '.join('+' + k for k in sorted(OPTIONS))})", "INVALID_ARGUMENT")
-    return Request(spec.strip() or "vmlinux", "index" in opts)
+    return Request(spec.strip() or "vmlinux", "index" in opts, "c" in opts)
 
 
 def encode_answer(a: Answer) -> bytes:
     body: dict[str, Any] = {"spec": a.spec, "size": a.size, "mode": a.mode, "base": a.base}
     if a.index_size:
         body["index"] = {"size": a.index_size}
+    if a.c_size:
+        body["c"] = {"size": a.c_size}
     return (json.dumps(body) + "\n").encode()
 
 
@@ -177,11 +182,12 @@ class AnswerReader:
             code = str(body.get("code", "UNKNOWN"))
             raise FdError(str(body["error"]), code)
         try:
-            idx = body.get("index") or {}
+            idx, hdr = body.get("index") or {}, body.get("c") or {}
             a = Answer(str(body["spec"]), int(body["size"]), str(body["mode"]),
                        str(body["base"]) if body.get("base") else None,
-                       int(idx.get("size", 0)) if isinstance(idx, dict) else -1)
-            if a.size <= 0 or a.index_size < 0:
+                       int(idx.get("size", 0)) if isinstance(idx, dict) else -1,
+                       int(hdr.get("size", 0)) if isinstance(hdr, dict) else -1)
+            if a.size <= 0 or a.index_size < 0 or a.c_size < 0:
                 raise ValueError
         except (KeyError, TypeError, ValueError):
             self.close()

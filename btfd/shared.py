@@ -7,7 +7,6 @@ the BTF library; :mod:`btfd.client` re-exports everything here.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -22,7 +21,14 @@ from .retry import Backoff
 
 __all__ = ["FdError", "SharedSpec", "fd_socket_for", "open_shared", "request", "request_fd", "spec_over"]
 
-log = logging.getLogger("btfd.shared")
+
+
+def _log() -> Any:
+    """The module's logger, imported when there is something to say (the fd path starts
+    without the logging package)."""
+    import logging
+
+    return logging.getLogger("btfd.shared")
 
 
 #: Reaching the daemon failed in a way a restart explains: retried within the budget.
@@ -44,14 +50,15 @@ def request_fd(fd_socket: str, spec: str = "vmlinux", *, timeout: float = 10.0,
     return body, fds[0]
 
 
-def request(fd_socket: str, spec: str = "vmlinux", *, index: bool = False, timeout: float = 10.0,
-            retry_budget: float = 15.0) -> tuple[Answer, list[int]]:
+def request(fd_socket: str, spec: str = "vmlinux", *, index: bool = False, c: bool = False,
+            timeout: float = 10.0, retry_budget: float = 15.0) -> tuple[Answer, list[int]]:
     """:func:`request_fd` returning the :class:`~btfd.fdproto.Answer` and its fds: the blob's,
-    then (``index=True`` and a daemon that shares one) the index's."""
+    then (``index=True`` and a daemon that shares one) the index's, then (``c=True``) the
+    spec's rendered C header's (the daemon renders it once and keeps it)."""
     backoff = Backoff(retry_budget)
     while True:
         try:
-            return _request_once(fd_socket, spec, index, timeout)
+            return _request_once(fd_socket, spec, index, c, timeout)
         except (*_UNREACHABLE, FdError) as exc:
             if isinstance(exc, FdError) and exc.status != "UNAVAILABLE":
                 raise
@@ -66,14 +73,15 @@ def request(fd_socket: str, spec: str = "vmlinux", *, index: bool = False, timeo
             time.sleep(d)
 
 
-def _request_once(fd_socket: str, spec: str, index: bool, timeout: float) -> tuple[Answer, list[int]]:
+def _request_once(fd_socket: str, spec: str, index: bool, c: bool,
+                  timeout: float) -> tuple[Answer, list[int]]:
     reader = AnswerReader(os.close)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(fd_socket)
-        s.sendall(encode_request(spec, index=index))
+        s.sendall(encode_request(spec, index=index, c=c))
         while True:
-            msg, got, _flags, _addr = socket.recv_fds(s, 4096, 2)
+            msg, got, _flags, _addr = socket.recv_fds(s, 4096, 3)
             reader.feed(msg, got)
             if not msg:
                 reader.close()
@@ -151,7 +159,7 @@ def spec_over(blob: Any, *, base: Spec | None, name: str, index: Any = None) -> 
         try:
             return Spec(blob, base=base, name=name, index=index)
         except BTFError as exc:
-            log.warning("the index shared for %s is unusable (%s): building it here", name, exc)
+            _log().warning("the index shared for %s is unusable (%s): building it here", name, exc)
     return Spec(blob, base=base, name=name)
 
 
@@ -177,7 +185,7 @@ def open_shared(spec: str = "vmlinux", *, fd_socket: str | None = None,
         except FdError as exc:
             if not index or exc.status != "NOT_FOUND" or "+index" not in str(exc):
                 raise
-            log.info("%s shares no index (an older daemon?): building it here", path)
+            _log().info("%s shares no index (an older daemon?): building it here", path)
             answer, fds = request(path, spec, timeout=timeout, retry_budget=retry_budget)
         for fd in fds:
             closers.append(lambda fd=fd: os.close(fd))  # type: ignore[misc]

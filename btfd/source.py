@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import lzma
 import mmap
 import os
 import stat
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -265,6 +263,9 @@ def open_kernel_btf(path: str = "/sys/kernel/btf/vmlinux", *, allow_mmap: bool =
 def _open_btfhub_archive(path: str) -> Source:
     """A btfhub ``<release>.btf.tar.xz``: its ``.btf`` member streamed into a sealed memfd
     (nothing is unpacked on disk)."""
+    import lzma  # only here: btfhub archives are rare, and clients map fds without them
+    import tarfile
+
     try:
         with tarfile.open(path, mode="r|xz") as tar:
             for member in tar:

@@ -38,6 +38,8 @@ __all__ = [
     "literal_prefix",
     "refs",
     "walk_refs",
+    "MAX_DEPTH",
+    "MAX_REFERENCED",
 ]
 
 #: Kinds whose third record word is a size (the others': a type id, or nothing).
@@ -344,6 +346,12 @@ def matching(spec: Spec, pattern: str = "", match: Match | int = Match.ANY, *, k
 
 
 # ---------------------------------------------------------------------- references
+
+
+#: How deep LookupType follows references, and how many referenced types it returns at most
+#: (the daemon's defaults: ``btfd --max-depth``; btfctl's local path reads with these too).
+MAX_DEPTH = 64
+MAX_REFERENCED = 10_000
 
 
 def refs(spec: Spec, tid: int) -> list[int]:

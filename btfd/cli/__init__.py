@@ -94,12 +94,26 @@ def _globals(p: argparse.ArgumentParser, defaults: bool) -> None:
     g.add_argument("--via", choices=("auto", "fd", "grpc"), default=d("auto"),
                    help="how lookup, list, dump and raw reach the daemon: auto (default): read its "
                    "spec in this process over the fd socket when it lets you in, else gRPC; fd: "
-                   "the fd socket only; grpc: gRPC only (output is the same either way)")
+                   "the fd socket only; grpc: gRPC only (the same output either way; the limits "
+                   "that protect the daemon do not apply to work done in your own process)")
 
 
 def _add_output(s: argparse.ArgumentParser, what: str = "the output") -> None:
     s.add_argument("-o", "--output", metavar="FILE",
                    help=f"write {what} to FILE (written whole or not at all; '-': stdout)")
+
+
+#: ``btfctl core --help``'s epilog (here, not in cmd_core: building the parser imports nothing).
+CORE_STATUS_HELP = (
+    "status: ok = patched with new_val; poison = nothing in the target matches: libbpf replaces the\n"
+    "instruction with an invalid call and still loads the program (the verifier rejects it only if\n"
+    "it is reachable); error = libbpf refuses the relocation, the program does not load (see\n"
+    "'error'); skipped = not examined: after an error libbpf aborts the whole object; btfd marks\n"
+    "the failing program's remaining records skipped and keeps resolving the other programs.\n"
+    "--all-specs: per kernel, loads cleanly / loads with N poisoned relocations / fails.\n"
+    "exit codes: 0 no error, 1 some relocation is an error (--fail-on poison: or poisoned),\n"
+    "2 bad input (malformed object, object byte order not the target's), 3 daemon unreachable"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,9 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "poisoned (for CI: the program would load, but a reachable poisoned "
                    "instruction fails verification)")
     _add_output(s)
-    from .cmd_core import STATUS_HELP
-
-    s.epilog, s.formatter_class = STATUS_HELP, argparse.RawDescriptionHelpFormatter
+    s.epilog, s.formatter_class = CORE_STATUS_HELP, argparse.RawDescriptionHelpFormatter
 
     s = add("min-btf", "minimal BTF for a set of objects' CO-RE relocations")
     s.add_argument("objects", nargs="+")

@@ -34,7 +34,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-from . import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
+from . import CORE_STATUS_HELP, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 from ._output import output
 
 __all__ = [
@@ -44,16 +44,7 @@ __all__ = [
 
 #: What each record status means (the text ``btfctl core --help`` shows; this module imports
 #: nothing heavy at load time so that the parser can take it from here).
-STATUS_HELP = (
-    "status: ok = patched with new_val; poison = nothing in the target matches: libbpf replaces the\n"
-    "instruction with an invalid call and still loads the program (the verifier rejects it only if\n"
-    "it is reachable); error = libbpf refuses the relocation, the program does not load (see\n"
-    "'error'); skipped = not examined: after an error libbpf aborts the whole object; btfd marks\n"
-    "the failing program's remaining records skipped and keeps resolving the other programs.\n"
-    "--all-specs: per kernel, loads cleanly / loads with N poisoned relocations / fails.\n"
-    "exit codes: 0 no error, 1 some relocation is an error (--fail-on poison: or poisoned),\n"
-    "2 bad input (malformed object, object byte order not the target's), 3 daemon unreachable"
-)
+STATUS_HELP = CORE_STATUS_HELP
 
 
 def record_from_message(m: Any) -> dict[str, Any]:

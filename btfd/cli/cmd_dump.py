@@ -7,7 +7,9 @@ does not render, read the spec over the fd socket (mapped, not copied) and forma
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -92,6 +94,39 @@ def _local(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rendered_c_fd(args: argparse.Namespace) -> bool:
+    """Copy the daemon's rendered C header to the output from the fd the fd socket hands out
+    (``+c``: no gRPC, the kernel copies it). False when the fd socket cannot be used here or
+    this daemon does not render: the caller tries gRPC, then formats here."""
+    if getattr(args, "via", "auto") == "grpc":
+        return False
+    from ..fdproto import FdError
+    from ..shared import request
+
+    path = args.fd_socket or os.environ.get("BTFD_FD_SOCKET") or f"{args.socket}.fd"
+    try:
+        answer, fds = request(path, args.spec, c=True, timeout=args.timeout,
+                              retry_budget=fd_retry_budget(args))
+    except (OSError, FdError) as exc:
+        cannot_render = isinstance(exc, FdError) and exc.status in ("INVALID_ARGUMENT", "FAILED_PRECONDITION")
+        if getattr(args, "via", "auto") == "fd" and not cannot_render:
+            raise
+        return False
+    try:
+        with output(args) as out:
+            out.flush()
+            dst, off, size = out.fileno(), 0, answer.c_size
+            while off < size:
+                n = os.sendfile(dst, fds[-1], off, size - off)
+                if n == 0:
+                    raise OSError(errno.EIO, "the rendered header ended early")
+                off += n
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return True
+
+
 def _rendered_c(args: argparse.Namespace) -> bool:
     """Copy the daemon's rendered C header to the output. False when the daemon has no
     ``DumpC`` (an older btfd): the caller formats it here instead."""
@@ -124,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
         print("btfctl dump: --base needs --file", file=sys.stderr)
         return 2
     if args.format == "c":
+        if guard(args, lambda: _rendered_c_fd(args)):
+            return EXIT_OK
+    if args.format == "c" and getattr(args, "via", "auto") != "fd":
         try:
             if guard(args, lambda: _rendered_c(args)):
                 return EXIT_OK

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from . import EXIT_OK, EXIT_USAGE
 from ._output import output
 from ._rpc import client, fd_retry_budget, fd_socket, guard, kind_number
+from ._shared import shared_spec
 
 __all__ = ["run", "c_with_deps"]
 
@@ -36,19 +37,37 @@ def c_with_deps(spec: Any, ids: Iterable[int]) -> str:
     return "".join(out)
 
 
-def _local(args: argparse.Namespace, out: TextIO) -> int:
+def _find(args: argparse.Namespace, spec: Any, where: str) -> list[int]:
+    """The ids ``lookup`` shows: ``--id``, or every type named NAME (of ``--kind``), with the
+    daemon's NOT_FOUND wording."""
     from ..btf import BTFNotFoundError, Kind
+
+    if args.id is not None:
+        if args.id >= spec.next_id:
+            raise BTFNotFoundError(f"spec {where} has no type id {args.id} (last is {spec.next_id - 1})")
+        return [args.id]
+    kind = Kind[args.kind.upper()] if args.kind else None
+    ids: list[int] = spec.find_ids(args.name, kind)
+    if not ids:
+        what = f"{kind.name.lower()} " if kind is not None else ""
+        raise BTFNotFoundError(f"no {what}type named {args.name!r} in {where}")
+    return ids
+
+
+def _shared(args: argparse.Namespace, spec: Any) -> int:
+    """The daemon's spec read in-process (fd socket): what the gRPC path prints, formatted
+    here by the same code the daemon runs."""
+    ids = _find(args, spec, spec.name)
+    with output(args) as out:
+        _print_local(args, spec, ids, out)
+    return EXIT_OK
+
+
+def _local(args: argparse.Namespace, out: TextIO) -> int:
     from ._local import local_spec
 
     with local_spec(args.file, args.base) as spec:
-        if args.id is not None:
-            spec.type(args.id)
-            ids = [args.id]
-        else:
-            ids = spec.find_ids(args.name, Kind(kind_number(args.kind)) if args.kind else None)
-            if not ids:
-                raise BTFNotFoundError(f"no type named {args.name!r} in {args.file}")
-        _print_local(args, spec, ids, out)
+        _print_local(args, spec, _find(args, spec, args.file), out)
     return EXIT_OK
 
 
@@ -87,6 +106,15 @@ def run(args: argparse.Namespace) -> int:
     if args.base:
         print("btfctl lookup: --base needs --file", file=sys.stderr)
         return EXIT_USAGE
+    if args.name == "":
+        print("btfctl lookup: empty type name", file=sys.stderr)
+        return EXIT_USAGE
+    shared = shared_spec(args)
+    if shared is not None:
+        try:
+            return guard(args, lambda: _shared(args, shared.spec))
+        finally:
+            shared.close()
     c = client(args)
     try:
         resp = guard(args, lambda: c.lookup_type(args.name, id=args.id, kind=kind_number(args.kind),
@@ -127,18 +155,9 @@ def _print_remote(args: argparse.Namespace, resp: Any, out: TextIO) -> None:
 
 
 def _with_refs(spec: Any, ids: list[int], depth: int) -> list[int]:
-    """``ids`` then the types they refer to (:meth:`btfd.btf.Spec.refs`), breadth first, up
-    to ``depth`` levels, each once: the daemon's order for ``referenced``."""
-    seen = set(ids)
-    order = list(ids)
-    level = list(ids)
-    for _ in range(min(depth, 64)):
-        nxt = []
-        for tid in level:
-            for r in spec.refs(tid):
-                if r and r not in seen:
-                    seen.add(r)
-                    order.append(r)
-                    nxt.append(r)
-        level = nxt
-    return order
+    """``ids`` then the types they refer to, breadth first, each once: the daemon's walk
+    (:func:`btfd.btf.query.walk_refs`) with its default bounds, so both paths print the same."""
+    from ..btf import query as Q
+
+    found = Q.walk_refs([(spec, t) for t in ids], min(depth, Q.MAX_DEPTH), most=Q.MAX_REFERENCED)
+    return list(ids) + [t for _, t in found]

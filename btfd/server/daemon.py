@@ -234,7 +234,7 @@ class Daemon:
             return 1
         self._bound.append(self.socket_path)
         fd_server = FdServer(self.specs, self.metrics, allow_uids=set(args.allow_uid),
-                             allow_gids=set(args.allow_gid), limits=limits)
+                             allow_gids=set(args.allow_gid), limits=limits, c_header=service.c_header)
         try:
             lifecycle.set_socket_access(self.socket_path, args.socket_mode, args.socket_group)
             if not adopted:

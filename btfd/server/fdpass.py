@@ -11,9 +11,10 @@ unless the sender has CAP_SYS_RESOURCE or CAP_SYS_ADMIN, which the shipped units
 connection has at most one unread answer: the next one waits until the peer has read it
 (SIOCOUTQ, the bytes still queued to the peer, is 0), and a connection whose answer is unread
 keeps its slot until the peer reads or closes (closing our end would leave the fd in flight in
-the peer's queue). With the connection cap kept under half the fd limit, clients that ask and
-never read cannot use up the budget; if other processes of our user do, the answer says so
-(RESOURCE_EXHAUSTED) instead of arriving without its fd.
+the peer's queue). With the connection cap kept under a quarter of the fd limit (an answer
+carries up to three fds), clients that ask and never read cannot use up the budget; if other
+processes of our user do, the answer says so (RESOURCE_EXHAUSTED) instead of arriving without
+its fds.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import resource
 import socket
 import struct
 import termios
+from collections.abc import Awaitable, Callable
 
 from ..fdproto import MAX_LINE, Answer, FdError, encode_answer, encode_error, parse_request
 from ..source import reopen_read_only
@@ -48,15 +50,19 @@ _REFUSE_WAIT = 1.0  # seconds a refused peer has to send its line before it is c
 _DRAIN_POLL_MAX = 0.25  # seconds between SIOCOUTQ polls of a peer that does not read
 
 
+#: fds one answer may carry: the blob's, the index's (+index), the C header's (+c).
+MAX_ANSWER_FDS = 3
+
+
 def client_cap(requested: int, nofile: int | None = None) -> int:
-    """How many fd-socket connections to serve at once: ``requested``, but at most half of
-    what the open-file limit leaves (each connection is an open fd here and may have one fd in
-    flight, counted against the same limit)."""
+    """How many fd-socket connections to serve at once: ``requested``, but at most what the
+    open-file limit leaves divided by 1 + :data:`MAX_ANSWER_FDS` (each connection is an open
+    fd here and may have one answer's fds in flight, counted against the same limit)."""
     if nofile is None:
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if nofile == resource.RLIM_INFINITY:
         return max(1, requested)
-    return max(1, min(requested, (nofile - _RESERVED_FDS) // 2))
+    return max(1, min(requested, (nofile - _RESERVED_FDS) // (1 + MAX_ANSWER_FDS)))
 
 
 def unread_bytes(sock: socket.socket) -> int:
@@ -103,8 +109,11 @@ class FdServer:
         idle_timeout: float | None = None,
         max_clients: int = 1024,
         limits: Limits | None = None,
+        c_header: Callable[[str], Awaitable[tuple[int, int]]] | None = None,
     ) -> None:
         self.specs = specs
+        #: spec name -> (fresh read-only fd, size) of its rendered C header (``+c``).
+        self.c_header = c_header
         self.metrics = metrics
         self.allow_uids = allow_uids or set()
         self.allow_gids = allow_gids or set()
@@ -254,9 +263,7 @@ class FdServer:
                 if not await self._drained(conn, self.limits.fd_answer_seconds):
                     self.metrics.limited.labels("fd_answer_timeout").inc()
                     return
-                answer, fds, passed = self._answer(line, uid)
-                if fds:  # the blob's fd may be a dup of the kernel file's: a description of its own
-                    fds[0] = _fresh(fds[0])
+                answer, fds, passed = await self._answer(line, uid)
                 try:
                     await self._send(conn, answer, fds)
                 except OSError as exc:
@@ -310,38 +317,48 @@ class FdServer:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _DRAIN_POLL_MAX)
 
-    def _answer(self, line: bytes, uid: int) -> tuple[bytes, list[int], tuple[str, str] | None]:
-        """The answer line, the fds to attach (the blob's, then the index's when asked for)
-        and, for a success, the (spec, mode) labels to count once it is sent. The fds are
-        made here, synchronously (a dup of the kernel file, or a fresh read-only open file
-        description of a memfd): a rescan dropping the spec while the answer waits to be sent
-        closes the registry's fds, never these; the caller closes them once sent."""
+    async def _answer(self, line: bytes, uid: int) -> tuple[bytes, list[int], tuple[str, str] | None]:
+        """The answer line, the fds to attach (the blob's, then the index's and the rendered
+        C header's when asked for) and, for a success, the (spec, mode) labels to count once
+        it is sent. Each fd is a fresh read-only open file description made for this answer
+        (btfd.source.reopen_read_only): no client can move another's offset or change its
+        flags, and a rescan dropping the spec while the answer waits closes the registry's
+        fds, never these; the caller closes them once sent."""
         try:
             req = parse_request(line)
         except FdError as exc:
             self.metrics.fd_requests.labels(exc.status).inc()
             return encode_error(str(exc), exc.status), [], None
+        fds: list[int] = []
         try:
             e = self.specs.ensure(req.spec)
-        except Exception as exc:  # noqa: BLE001 - mapped like gRPC errors, in errors.py
-            code, message = describe(exc, f"fd request {quote(req.spec)}")
-            self.metrics.fd_requests.labels(code.name).inc()
-            return encode_error(message, code.name), [], None
-        if e.ro_fd < 0 or e.source is None:
-            self.metrics.fd_requests.labels("FAILED_PRECONDITION").inc()
-            return encode_error(f"spec {e.name} is held in memory and has no fd to share",
-                                "FAILED_PRECONDITION"), [], None
-        log.debug("fd socket: passing %s (%s) to uid %d", e.name, e.source.mode, uid)
-        index = e.index if req.index else None
-        fds = [os.dup(e.ro_fd)]
-        try:
+            if e.ro_fd < 0 or e.source is None:
+                self.metrics.fd_requests.labels("FAILED_PRECONDITION").inc()
+                return encode_error(f"spec {e.name} is held in memory and has no fd to share",
+                                    "FAILED_PRECONDITION"), [], None
+            index = e.index if req.index else None
+            fds.append(reopen_read_only(e.ro_fd))
             if index is not None:
                 fds.append(reopen_read_only(index.fd))
-        except OSError:
-            os.close(fds[0])
-            raise
+            c_size = 0
+            if req.c:
+                if self.c_header is None:
+                    raise FdError("this daemon renders no C headers", "FAILED_PRECONDITION")
+                hfd, c_size = await self.c_header(e.name)
+                fds.append(hfd)
+        except Exception as exc:  # noqa: BLE001 - mapped like gRPC errors, in errors.py
+            for fd in fds:
+                os.close(fd)
+            if isinstance(exc, FdError):
+                code_name, message = exc.status, str(exc)
+            else:
+                code, message = describe(exc, f"fd request {quote(req.spec)}")
+                code_name = code.name
+            self.metrics.fd_requests.labels(code_name).inc()
+            return encode_error(message, code_name), [], None
+        log.debug("fd socket: passing %s (%s) to uid %d", e.name, e.source.mode, uid)
         body = Answer(e.name, e.source.size, e.source.mode, e.base or None,
-                      index.size if index is not None else 0)
+                      index.size if index is not None else 0, c_size)
         return encode_answer(body), fds, (e.name, e.source.mode)
 
     async def _send(self, conn: socket.socket, data: bytes, fds: list[int]) -> None:
@@ -375,15 +392,6 @@ class FdServer:
             await asyncio.gather(*self._clients, *self._closing, return_exceptions=True)
         if self._sock is not None:
             self._sock.close()
-
-
-def _fresh(fd: int) -> int:
-    """A new open file description of what ``fd`` refers to (read-only, btfd.source), so no
-    client can move another's offset or change its flags; ``fd`` is closed."""
-    try:
-        return reopen_read_only(fd)
-    finally:
-        os.close(fd)
 
 
 def _set_once(fut: asyncio.Future[None]) -> None:

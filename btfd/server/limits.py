@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..btf.query import Budget, BudgetError
+from ..btf.query import MAX_DEPTH, Budget, BudgetError
 
 __all__ = ["Limits", "Workers", "RateLimited", "LimitError", "limit_error", "address_space_headroom",
            "AS_RESERVE"]
@@ -37,7 +37,7 @@ class Limits:
     max_pattern: int = 1024  # --max-pattern-length (characters of a name or glob)
     max_specs: int = 64  # --max-specs-per-request (ResolveCore specs, after de-duplication)
     max_objects: int = 16  # --max-objects-per-request (MinimizeBtf objects: one agent's programs)
-    max_depth: int = 64  # LookupType depth (libbpf's own bound on type chains is 32)
+    max_depth: int = MAX_DEPTH  # LookupType depth (libbpf's own bound on type chains is 32)
     # time
     request_seconds: float = 10.0  # --request-time-limit: worker time one request may use
     queue_threshold: float = 1.0  # --saturation-threshold: queue wait that makes health NOT_SERVING

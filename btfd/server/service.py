@@ -32,7 +32,7 @@ log = logging.getLogger("btfd.service")
 MAX_CHUNK = 256 * 1024
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10_000
-MAX_REFERENCED = 10_000  # types a LookupType with depth may return besides the matches
+MAX_REFERENCED = Q.MAX_REFERENCED  # types a LookupType with depth may return besides the matches
 
 R = TypeVar("R")
 
@@ -396,19 +396,25 @@ class BtfService(pb_grpc.BtfServicer):
 
             return await self.workers.run(lambda: self.results.answer(key, work), budget, heavy=True)
 
+    async def c_header(self, name: str, budget: Q.Budget | None = None) -> tuple[int, int]:
+        """A fresh read-only fd of spec ``name``'s rendered C header, and its size: kept ones
+        at once, else rendered (once per spec: btfd/server/results.py). Also what the fd
+        socket's ``+c`` hands out."""
+        e = self.specs.entry_or_none(name or "vmlinux")
+        got = self.results.cached_c_header_fd(e.name, e.generation) if e is not None else None
+        if got is None:
+            budget = budget or self.workers.budget(None)
+            async with self._render_slot, self._hold([name or "vmlinux"], budget) as [held]:
+                # renders take a worker for ~1 s: one at a time, in the heavy lane
+                got = await self.workers.run(lambda: self.results.c_header_fd(held), budget, heavy=True)
+        return got
+
     @stream("DumpC")
     async def DumpC(self, request: pb.DumpCRequest, context: Any) -> AsyncIterator[pb.DumpCResponse]:
         """The spec's C header, rendered once and kept (btfd/server/results.py)."""
         # At least 64 KiB a message: a 1-byte chunk size would make vmlinux.h 2.8M messages.
         chunk = max(min(request.chunk_size or MAX_CHUNK, MAX_CHUNK), 64 << 10)
-        e = self.specs.entry_or_none(request.spec or "vmlinux")
-        got = self.results.cached_c_header_fd(e.name, e.generation) if e is not None else None
-        if got is None:
-            budget = self._budget(context)
-            async with self._render_slot, self._hold([request.spec], budget) as [held]:
-                # renders take a worker for ~1 s: one at a time, in the heavy lane
-                got = await self.workers.run(lambda: self.results.c_header_fd(held), budget, heavy=True)
-        fd, size = got
+        fd, size = await self.c_header(request.spec, self._budget(context))
         try:
             off = 0
             while True:
