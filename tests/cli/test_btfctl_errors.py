@@ -253,9 +253,35 @@ def test_lookup_depth_in_c_prints_declarations_in_bpftools_order(daemon, bpftool
 
 def test_the_grpc_lookup_path_does_not_import_the_btf_library(daemon) -> None:
     code = ("import sys; from btfd.cli import main; "
-            f"rc = main(['--socket', {daemon.socket!r}, 'lookup', 'list_head', '--kind', 'struct']); "
+            f"rc = main(['--socket', {daemon.socket!r}, '--via', 'grpc', 'lookup', 'list_head', '--kind', 'struct']); "
             "print(rc, 'btfd.btf' in sys.modules, file=sys.stderr)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stderr.strip().splitlines()[-1] == "0 False", r.stderr
     assert r.stdout.startswith("struct list_head {")
+
+
+@pytest.mark.parametrize("argv", [
+    ["lookup", "task_struct"], ["lookup", "task_struct", "--depth", "2"], ["lookup", "--id", "7", "--format", "json"],
+    ["lookup", "sk_buff", "--format", "tree"], ["lookup", "list_head", "--format", "json", "--depth", "3"],
+    ["lookup", "no_such_type_qq"], ["lookup", "--id", "99999999"], ["list", "--kind", "struct", "--match", "bpf_*"],
+    ["list", "--match", "task_struct"], ["list", "--limit", "300"], ["list", "--match", "nothing_like_it*"],
+    ["raw", "--offset", "0", "--length", "4096"], ["raw", "--offset", "99999999", "--length", "1"],
+])
+def test_the_fd_path_prints_what_the_grpc_path_prints_without_grpc(daemon, argv: list[str]) -> None:
+    """By default btfctl reads a local daemon's spec in-process over the fd socket: same
+    stdout, stderr and exit code as over gRPC, and grpc never imported."""
+    def run(via: str) -> tuple[subprocess.CompletedProcess[bytes], str]:
+        code = ("import sys; from btfd.cli import main; "
+                f"rc = main(['--socket', {daemon.socket!r}, '--via', {via!r}, *{argv!r}]); sys.stdout.flush(); "
+                "print(rc, 'grpc' in sys.modules, file=sys.stderr)")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+        *err, last = r.stderr.decode().strip().splitlines()
+        return r, last
+
+    fd, fd_last = run("auto")
+    grpc, grpc_last = run("grpc")
+    assert fd.stdout == grpc.stdout
+    assert fd_last.split()[0] == grpc_last.split()[0]  # the exit code
+    assert fd.stderr.decode().splitlines()[:-1] == grpc.stderr.decode().splitlines()[:-1]
+    assert fd_last.endswith("False") and grpc_last.endswith("True")
 
