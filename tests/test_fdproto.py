@@ -37,6 +37,8 @@ def _closed() -> tuple[AnswerReader, list[int]]:
     (b"vmlinux +index", Request("vmlinux", True)),
     (b"module/veth +index", Request("module/veth", True)),
     (b"+index", Request("vmlinux", True)),
+    (b"vmlinux +c", Request("vmlinux", False, True)),
+    (b"module/veth +c +index", Request("module/veth", True, True)),
 ])
 def test_request_lines(line: bytes, want: Request) -> None:
     assert parse_request(line) == want
@@ -82,6 +84,20 @@ def test_answers_carry_their_fds() -> None:
     r.feed(wire[10:], [])
     assert r.next() == (a, [7, 8])
     assert closed == []
+
+
+def test_all_three_fds_in_their_order() -> None:
+    r, closed = _closed()
+    a = Answer("vmlinux", 100, "kernel-mmap", None, 64, 2_800_000)
+    assert a.nfds == 3
+    r.feed(encode_answer(a), [3, 4, 5])
+    assert r.next() == (a, [3, 4, 5])
+    only_c = Answer("vmlinux", 100, "kernel-mmap", None, 0, 10)
+    r.feed(encode_answer(only_c), [6])
+    with pytest.raises(FdError, match="expected 2 fd"):
+        r.next()
+    assert closed == [6]
+    assert encode_request("vmlinux", index=True, c=True) == b"vmlinux +index +c\n"
 
 
 def test_blob_only_answer_as_old_clients_see_it() -> None:
@@ -135,4 +151,4 @@ def test_protocol_doc_lists_exactly_the_codes() -> None:
     documented = set(re.findall(r"`([A-Z_]{5,})`", section))
     assert documented == set(CODES)
     assert f"at most {MAX_LINE} bytes" in text
-    assert "+index" in text
+    assert "+index" in text and "+c" in text
