@@ -131,6 +131,21 @@ def check_file(fd: int, path: str, max_bytes: int | None = None, *, archive: boo
     return st.st_size
 
 
+def _open_file(path: str) -> int:
+    """``path`` opened read-only without blocking: a FIFO (or a device) must not hang the
+    daemon on open before :func:`check_file` refuses it. Reads block as usual afterwards."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as e:
+        raise SourceError(f"cannot open {path}: {e.strerror}") from e
+    try:
+        os.set_blocking(fd, True)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 def map_fd(fd: int, size: int | None = None) -> mmap.mmap:
     """Map ``fd`` read-only and private at offset 0 (what the kernel allows for BTF files)."""
     if size is None:
@@ -234,10 +249,7 @@ def open_kernel_btf(path: str = "/sys/kernel/btf/vmlinux", *, allow_mmap: bool =
                     mapper: Mapper | None = None, max_bytes: int | None = None) -> Source:
     """Open a kernel BTF file: mapped directly when the kernel allows it, else copied once
     into a sealed memfd (module BTF, kernels before 6.16: ``mmap_refused`` then says why)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise SourceError(f"cannot open {path}: {e.strerror}") from e
+    fd = _open_file(path)
     refused = ""
     try:
         size = check_file(fd, path, max_bytes)
@@ -260,16 +272,27 @@ def open_kernel_btf(path: str = "/sys/kernel/btf/vmlinux", *, allow_mmap: bool =
     return src
 
 
-def _open_btfhub_archive(path: str) -> Source:
+def _open_btfhub_archive(path: str, max_bytes: int | None = None) -> Source:
     """A btfhub ``<release>.btf.tar.xz``: its ``.btf`` member streamed into a sealed memfd
     (nothing is unpacked on disk)."""
     import lzma  # only here: btfhub archives are rare, and clients map fds without them
     import tarfile
 
+    limit = MAX_FILE_BYTES if max_bytes is None else max_bytes
+    fd = _open_file(path)
     try:
-        with tarfile.open(path, mode="r|xz") as tar:
+        check_file(fd, path, limit, archive=True)
+        arc = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        with arc, tarfile.open(fileobj=arc, mode="r|xz") as tar:
             for member in tar:
                 if member.isfile() and member.name.endswith(".btf"):
+                    if member.size > limit:  # unpacked size: an archive that is small packed
+                        raise SourceError(f"{path}: {member.name} is {member.size} bytes, over "
+                                          f"the limit of {limit} (btfd --max-file-bytes raises it)")
                     f = tar.extractfile(member)
                     assert f is not None
                     return _memfd_source(path, os.path.basename(member.name), _copy_stream(f.read))
@@ -299,13 +322,14 @@ def open_btf(path: str, *, mapper: Mapper | None = None, kernel: bool | None = N
     if kernel:
         return open_kernel_btf(path, mapper=mapper, max_bytes=max_bytes)
     if path.endswith(".tar.xz"):
-        return _open_btfhub_archive(path)
+        return _open_btfhub_archive(path, max_bytes)
     return _open_regular(path, btf_only=True, max_bytes=max_bytes)
 
 
 def _open_regular(path: str, *, btf_only: bool, max_bytes: int | None = None) -> Source:
+    fd = _open_file(path)
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(fd, "rb") as f:
             size = check_file(f.fileno(), path, max_bytes)
             blob = f.read(size + 1)
     except OSError as e:

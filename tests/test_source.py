@@ -84,6 +84,16 @@ def test_btfhub_archive_is_streamed_into_a_memfd(tmp_path: Path) -> None:
         assert bytes(src.data) == data and src.spec().find_ids("e1", Kind.ENUM) is not None
     finally:
         src.close()
+    # A packed archive is small; what it unpacks to is what the limit is about.
+    bomb = io.BytesIO()
+    with tarfile.open(fileobj=bomb, mode="w") as tar:
+        info = tarfile.TarInfo("6.1.0-bomb.btf")
+        info.size = 8 << 20
+        tar.addfile(info, io.BytesIO(data[:64] + bytes(info.size - 64)))
+    (tmp_path / "bomb.btf.tar.xz").write_bytes(lzma.compress(bomb.getvalue()))
+    assert (tmp_path / "bomb.btf.tar.xz").stat().st_size < 64 << 10
+    with pytest.raises(SourceError, match="over the limit"):
+        open_btf(str(tmp_path / "bomb.btf.tar.xz"), max_bytes=1 << 20)
     bad = tmp_path / "bad.btf.tar.xz"
     bad.write_bytes(b"not xz at all")
     with pytest.raises(SourceError):
