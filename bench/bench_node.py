@@ -184,6 +184,9 @@ def main() -> None:
     print(f"- to the first answer, per process (median of {n}): libbpf 1.1 load + find {lib_ms:.1f} ms; "
           f"open_shared + find_one {sh_ms:.1f} ms (ratio {sh_ms / lib_ms:.2f}, target <= 2)")
     print(f"- index in the agents: {rows['shared'][2][0]['index']}")
+    print(f"- private memory each open_shared agent added, measured inside it (smaps before and after "
+          f"open_shared + find_one, median of {n}): {med(rows['shared'][2], 'private') / 1024:.0f} KiB "
+          f"(target <= 64 KiB)")
 
 
 if __name__ == "__main__":

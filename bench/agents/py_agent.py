@@ -18,12 +18,19 @@ if mode.startswith("shared"):
 
     import btfd.source  # noqa: F401  (imported by open_shared on first use: not the BTF's cost)
 
+    def private() -> int:
+        """This process's Private_Clean + Private_Dirty (bytes)."""
+        f = dict(ln.split()[:2] for ln in open("/proc/self/smaps_rollup") if ln.endswith("kB\n"))
+        return (int(f["Private_Clean:"]) + int(f["Private_Dirty:"])) * 1024
+
     out: dict[str, object] = {}
+    p0 = private()  # idle twins too: the same allocations before the work
     if mode == "shared":
         t0 = time.perf_counter()
         s = open_shared("vmlinux", fd_socket=fd_socket)
         t = s.spec.find_one("task_struct", Kind.STRUCT)
-        out = {"open_find_ms": (time.perf_counter() - t0) * 1e3, "size": t.size,
+        t1 = time.perf_counter()
+        out = {"open_find_ms": (t1 - t0) * 1e3, "size": t.size, "private": private() - p0,
                "index": s.spec.index_bytes()}
 else:
     from btfd_client import Client, Kind
