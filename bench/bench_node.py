@@ -36,25 +36,16 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 AGENTS = Path(__file__).resolve().parent / "agents"
 MiB = 1048576
-
-
-def smaps(pid: int) -> dict[str, int]:
-    out: dict[str, int] = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) == 3 and parts[2] == "kB":
-                out[parts[0].rstrip(":")] = int(parts[1]) * 1024
-    return out
+sys.path.insert(0, str(ROOT))
+from btfd.server.metrics import memory_bytes  # noqa: E402  (the daemon's own smaps reader)
 
 
 def pss(pid: int) -> int:
-    return smaps(pid)["Pss"]
+    return memory_bytes(pid)["pss"]
 
 
 def uss(pid: int) -> int:
-    s = smaps(pid)
-    return s["Private_Clean"] + s["Private_Dirty"]
+    return memory_bytes(pid)["uss"]
 
 
 class Fleet:
