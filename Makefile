@@ -120,6 +120,10 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/bench_go.py
 	$(BIN)/python bench/bench_json.py
+	$(BIN)/python bench/bench_node.py
+	$(BIN)/python bench/bench_btfctl.py
+	$(BIN)/python bench/bench_results.py
+	$(BIN)/python bench/bench_attacks.py
 
 clean:
 	rm -rf $(VENV) run dist .pytest_cache .mypy_cache .ruff_cache
