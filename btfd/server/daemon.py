@@ -81,6 +81,27 @@ def _metrics_address(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+#: Server reflection's service names: v1 (what grpcurl and newer tools ask first) and the
+#: deprecated v1alpha (what grpcio-reflection implements).
+REFLECTION_SERVICES = ("grpc.reflection.v1.ServerReflection", reflection.SERVICE_NAME)
+
+
+def _serve_reflection(names: tuple[str, ...], server: Any) -> None:
+    """Serve reflection under both names with one servicer: grpcio-reflection implements only
+    v1alpha, and v1's messages are v1alpha's on the wire (grpc/reflection/v1/reflection.proto
+    is the same file, renamed), so the v1alpha handlers answer v1 calls too."""
+    from grpc_reflection.v1alpha import _async as reflection_aio
+    from grpc_reflection.v1alpha import reflection_pb2 as rpb
+
+    servicer = reflection_aio.ReflectionServicer(tuple(n for n in names if n not in REFLECTION_SERVICES)
+                                                 + REFLECTION_SERVICES)
+    handlers = {"ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo, request_deserializer=rpb.ServerReflectionRequest.FromString,
+        response_serializer=rpb.ServerReflectionResponse.SerializeToString)}
+    for svc in REFLECTION_SERVICES:
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(svc, handlers),))
+
+
 class Daemon:
     def __init__(self, args: argparse.Namespace, *, mapper: Mapper | None = None) -> None:
         """Open every spec (``mapper``: how kernel files are mapped, see btfd.source)."""
@@ -213,7 +234,7 @@ class Daemon:
                              limits=limits, workers=workers)
         add_to_server(service, server)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
-        reflection.enable_server_reflection(names, server)
+        _serve_reflection(names, server)
         try:
             lifecycle.check_socket_dir(self.socket_path)
             if not adopted:

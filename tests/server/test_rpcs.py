@@ -194,6 +194,24 @@ def test_health_and_reflection(kernel_daemon) -> None:
     [resp] = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
     services = {s.name for s in resp.list_services_response.service}
     assert {"btfd.v1.Btf", "grpc.health.v1.Health"} <= services
+    assert {"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= services
+
+
+def test_reflection_v1_answers_like_v1alpha(kernel_daemon) -> None:
+    """grpcurl asks /grpc.reflection.v1.ServerReflection first: same messages on the wire."""
+    ch = kernel_daemon.channel()
+    call = ch.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+    reqs = [reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol="btfd.v1.Btf")]
+    listed, described = list(call(iter(reqs), timeout=10))
+    assert "btfd.v1.Btf" in {s.name for s in listed.list_services_response.service}
+    from google.protobuf import descriptor_pb2
+
+    files = [descriptor_pb2.FileDescriptorProto.FromString(b)
+             for b in described.file_descriptor_response.file_descriptor_proto]
+    assert any(f.name == "btfd/v1/btfd.proto" and f.service[0].name == "Btf" for f in files)
 
 
 def test_metrics_memory_first(kernel_daemon) -> None:
