@@ -131,13 +131,14 @@ def check_file(fd: int, path: str, max_bytes: int | None = None, *, archive: boo
     return st.st_size
 
 
-def _open_file(path: str) -> int:
+def _open_file(path: str, verb: str = "read") -> int:
     """``path`` opened read-only without blocking: a FIFO (or a device) must not hang the
-    daemon on open before :func:`check_file` refuses it. Reads block as usual afterwards."""
+    daemon on open before :func:`check_file` refuses it. Reads block as usual afterwards.
+    A failure says "cannot ``verb`` PATH: why"."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:
-        raise SourceError(f"cannot open {path}: {e.strerror}") from e
+        raise SourceError(f"cannot {verb} {path}: {e.strerror}") from e
     try:
         os.set_blocking(fd, True)
     except OSError:
@@ -249,7 +250,7 @@ def open_kernel_btf(path: str = "/sys/kernel/btf/vmlinux", *, allow_mmap: bool =
                     mapper: Mapper | None = None, max_bytes: int | None = None) -> Source:
     """Open a kernel BTF file: mapped directly when the kernel allows it, else copied once
     into a sealed memfd (module BTF, kernels before 6.16: ``mmap_refused`` then says why)."""
-    fd = _open_file(path)
+    fd = _open_file(path, "open")  # kernel files: as before, "cannot open"
     refused = ""
     try:
         size = check_file(fd, path, max_bytes)
