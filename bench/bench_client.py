@@ -48,7 +48,8 @@ MEM = textwrap.dedent("""
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     from btfd.btf import Kind, Spec
-    from btfd.client import Client, open_shared
+    from btfd.client import Client
+    from btfd.shared import open_shared
 
     spec = Spec(Path("/sys/kernel/btf/vmlinux").read_bytes())
     names = sorted({t.name for t in spec.types(Kind.STRUCT) if t.name})[::20][:500]

@@ -1,27 +1,21 @@
-"""Client side of btfd: gRPC calls with deadlines and retries, and the zero-copy fd path.
-
-``clients/python`` (package ``btfd_client``) re-exports this module; ``btfctl`` uses it too.
+"""The gRPC client of btfd: calls with deadlines and retries. (The zero-copy fd path is
+:mod:`btfd.shared`; ``clients/python``'s ``btfd_client`` exports both.)
 
 - :class:`Client` (sync) and :class:`AsyncClient` mirror every RPC. Each call has a deadline;
   ``UNAVAILABLE`` (daemon restarting) is retried with exponential backoff, and
   ``retry_budget`` bounds the wall time spent retrying (attempts included, not only sleeps);
   no other status is retried. The channel reconnects quickly after a restart (reconnect
   backoff 0.1 s up to 1 s instead of gRPC's 1 s up to 120 s).
-- :func:`open_shared` (in :mod:`btfd.shared`, re-exported here) asks the fd socket for a
-  spec's fd (SCM_RIGHTS), maps it read-only and returns a :class:`btfd.btf.Spec` over the
-  mapping: in-process lookups, no per-agent copy of the blob. A daemon that cannot be
-  reached (restarting: socket missing or refusing, connection dropped before the answer) is
-  retried under the same backoff and ``retry_budget`` rules.
 
-This module does not import the BTF library until the fd path is used: a gRPC-only client
-(``btfctl lookup``) starts without it.
+This module does not import the BTF library, and :mod:`btfd.shared` does not need it: the
+two paths import each other only where the fd path asks the daemon where its fd socket is.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
@@ -30,17 +24,9 @@ from .retry import Backoff
 from .v1 import btfd_pb2 as pb
 from .v1 import btfd_pb2_grpc as pb_grpc
 
-if TYPE_CHECKING:
-    from .shared import FdError, SharedSpec, fd_socket_for, open_shared, request_fd
-
 __all__ = [
     "Client",
     "AsyncClient",
-    "SharedSpec",
-    "FdError",
-    "open_shared",
-    "request_fd",
-    "fd_socket_for",
     "default_socket",
     "RETRYABLE",
     "CHANNEL_OPTIONS",
@@ -55,18 +41,6 @@ CHANNEL_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
-
-_LAZY = frozenset({"FdError", "SharedSpec", "open_shared", "request_fd", "fd_socket_for"})
-
-
-def __getattr__(name: str) -> Any:
-    # The fd path needs the BTF library; import it on first use only.
-    if name in _LAZY:
-        from . import shared
-
-        return getattr(shared, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 async def _asleep(seconds: float) -> None:
     import asyncio  # only asyncio users pay for importing it

@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             if exc.code != EXIT_UNREACHABLE:
                 raise
             # gRPC socket unusable (e.g. only the fd socket is open to this user): format here.
-    from ..client import open_shared
+    from ..shared import open_shared
 
     path = fd_socket(args)
     shared = guard(args, lambda: open_shared(args.spec, fd_socket=path, timeout=args.timeout,

@@ -19,7 +19,7 @@ _SEALS = {fcntl.F_SEAL_WRITE: "write", fcntl.F_SEAL_GROW: "grow", fcntl.F_SEAL_S
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..client import open_shared
+    from ..shared import open_shared
 
     path = fd_socket(args)
     shared = guard(args, lambda: open_shared(args.spec, fd_socket=path, timeout=args.timeout,

@@ -137,7 +137,7 @@ def _print_remote(args: argparse.Namespace, resp: Any, out: TextIO) -> None:
     else:
         # Declarations in dependency order and layouts need the whole type graph: read it
         # in-process over the shared mapping instead of asking the daemon type by type.
-        from ..client import open_shared
+        from ..shared import open_shared
         from ._render import tree
 
         path = fd_socket(args)

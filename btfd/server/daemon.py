@@ -90,10 +90,9 @@ def _serve_reflection(names: tuple[str, ...], server: Any) -> None:
     """Serve reflection under both names with one servicer: grpcio-reflection implements only
     v1alpha, and v1's messages are v1alpha's on the wire (grpc/reflection/v1/reflection.proto
     is the same file, renamed), so the v1alpha handlers answer v1 calls too."""
-    from grpc_reflection.v1alpha import _async as reflection_aio
     from grpc_reflection.v1alpha import reflection_pb2 as rpb
 
-    servicer = reflection_aio.ReflectionServicer(tuple(n for n in names if n not in REFLECTION_SERVICES)
+    servicer = reflection.aio.ReflectionServicer(tuple(n for n in names if n not in REFLECTION_SERVICES)
                                                  + REFLECTION_SERVICES)
     handlers = {"ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo, request_deserializer=rpb.ServerReflectionRequest.FromString,

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from btfd.btf import Kind
-from btfd.client import AsyncClient, Client, FdError, open_shared, request_fd
+from btfd.client import AsyncClient, Client
+from btfd.shared import FdError, open_shared, request_fd
 from tests.server.conftest import BtfdProcess
 
 OPS = 60  # per worker
