@@ -18,14 +18,13 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from .. import __version__, source
+from .. import __version__, paths, source
 from ..btf import BTFError
 from ..source import Mapper, SourceError
 from ..v1 import btfd_pb2
 from . import lifecycle
 from .fdpass import FdServer
 from .limits import RateLimited, Workers, from_args
-from .main import default_socket
 from .malloc import trimmer
 from .metrics import Metrics, unix_connections
 from .registry import Registry
@@ -105,7 +104,7 @@ class Daemon:
     def __init__(self, args: argparse.Namespace, *, mapper: Mapper | None = None) -> None:
         """Open every spec (``mapper``: how kernel files are mapped, see btfd.source)."""
         self.args = args
-        self.socket_path = os.path.abspath(args.socket or default_socket())
+        self.socket_path = os.path.abspath(args.socket or paths.default_socket(from_env=False))
         self.fd_path = os.path.abspath(args.fd_socket or self.socket_path + ".fd")
         for p in (self.socket_path, self.fd_path):
             if len(p.encode()) > MAX_UNIX_PATH:
