@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from . import types as T
 from .errors import BTFError, BTFFormatError, BTFUnsupportedError
 from .kinds import Kind, is_known_kind, kind_of
-from .spec import Spec
+from .spec import Spec, composite_align
 
 __all__ = ["dump_c", "format_type_c", "CDumper", "HEADER", "FOOTER"]
 
@@ -176,19 +176,8 @@ class CDumper:
         """Spec.align_of()'s rule for a struct or union, over the already decoded ``t`` (its
         definition needs it right after decoding; asking the spec would decode it again)."""
         a = self._aligns.get(tid)
-        if a is not None:
-            return a
-        a = 1
-        for m in t.members:
-            ma = self.align_of(m.type)
-            a = max(a, ma)
-            if m.bitfield_size == 0 and m.bit_offset % (8 * ma):
-                a = 1
-                break
-        else:
-            if t.size % a:
-                a = 1
-        self._aligns[tid] = a
+        if a is None:
+            a = self._aligns[tid] = composite_align(t, self.align_of)
         return a
 
     def size_of(self, tid: int) -> int:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -45,7 +45,7 @@ from .kinds import Kind, kind_of
 from .strings import Strings
 from .wire import CHECKPOINT, MEMBER, PARAM, RECORD_SIZE, VAR_SECINFO, Records
 
-__all__ = ["Spec", "essential_name", "CHECKPOINT", "MAX_RESOLVE_DEPTH"]
+__all__ = ["Spec", "composite_align", "essential_name", "CHECKPOINT", "MAX_RESOLVE_DEPTH"]
 
 _CK_SHIFT = 4  # log2(CHECKPOINT)
 #: Mirrors libbpf's MAX_RESOLVE_DEPTH (btf.c): deeper chains are treated as cycles.
@@ -64,6 +64,19 @@ _LONG_NAMES = frozenset(
      b"unsigned long int", b"unsigned int long", b"long unsigned int",
      b"long int unsigned", b"int unsigned long", b"int long unsigned"}
 )
+
+
+def composite_align(t: T.Struct | T.Union, member_align: Callable[[int], int]) -> int:
+    """libbpf's btf__align_of() rule for a struct or union: its largest member alignment, or
+    1 when it is packed (a member off its alignment, or a size that is not a multiple of it).
+    ``member_align``: type id -> alignment (callers bring their own memo and depth guard)."""
+    a = 1
+    for m in t.members:
+        ma = member_align(m.type)
+        a = max(a, ma)
+        if m.bitfield_size == 0 and m.bit_offset % (8 * ma):
+            return 1
+    return 1 if t.size % a else a
 
 
 def essential_name(name: str) -> str:
@@ -722,16 +735,7 @@ class Spec:
         elif isinstance(t, (T.Typedef, T.Volatile, T.Const, T.Restrict, T.TypeTag, T.Array)):
             a = self._align_of(t.type, depth + 1, memo)
         elif isinstance(t, (T.Struct, T.Union)):
-            a = 1
-            for m in t.members:
-                ma = self._align_of(m.type, depth + 1, memo)
-                a = max(a, ma)
-                if m.bitfield_size == 0 and m.bit_offset % (8 * ma):
-                    a = 1
-                    break
-            else:
-                if t.size % a:
-                    a = 1
+            a = composite_align(t, lambda m: self._align_of(m, depth + 1, memo))
         else:
             raise BTFFormatError(f"type [{tid}] ({t.kind.name}) has no alignment")
         memo[tid] = a
